@@ -1,0 +1,95 @@
+"""The command registry: every command is declared once and drives every surface.
+
+A `CommandSpec` names the command, its summary, typed parameters (with choices drawn
+from content so adapters can offer them), the words that signal it in free text, and
+its handler. Discord slash commands, Slack `/mlbot` subcommands, the console, the
+router and `help` are all generated from the registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Mapping
+
+from bot.replies import Reply
+
+if TYPE_CHECKING:
+    from bot.content import Content
+    from bot.core import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A command parameter. `kind` names the entity kind the router fills it from
+    (`level`, `region`, `role`, ...); `choices` lists its allowed values for adapters
+    (autocomplete); a `rest` parameter takes the remaining free text."""
+
+    name: str
+    description: str
+    kind: str | None = None
+    choices: Callable[["Content"], list[Choice]] | None = None
+    required: bool = False
+    rest: bool = False
+
+
+Handler = Callable[["Request"], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    summary: str
+    handler: Handler
+    params: tuple[Param, ...] = ()
+    aliases: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()  # phrases that signal this command in a sentence
+    signals: Mapping[str, int] = field(default_factory=dict)  # entity kind -> score per entity
+    requires: tuple[str, ...] = ()  # free text routes here only if one of these kinds is mentioned
+    examples: tuple[str, ...] = ()
+    admin: bool = False
+    personal: bool = False  # replies carry personal data: shown privately
+    needs_store: bool = False
+    group: str = "Learn"
+
+    def usage(self) -> str:
+        parts = [self.name]
+        for p in self.params:
+            parts.append(f"<{p.name}>" if p.required else f"[{p.name}]")
+        return " ".join(parts)
+
+
+class Registry:
+    """Commands by name; refuses a name or alias that is already taken."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, CommandSpec] = {}
+        self._lookup: dict[str, str] = {}
+
+    def add(self, spec: CommandSpec) -> None:
+        for word in (spec.name, *spec.aliases):
+            if word in self._lookup:
+                raise ValueError(f"command word '{word}' of '{spec.name}' is already used by '{self._lookup[word]}'")
+            if word != word.strip().lower() or not word:
+                raise ValueError(f"command word '{word}' must be lower-case and trimmed")
+        self._commands[spec.name] = spec
+        for word in (spec.name, *spec.aliases):
+            self._lookup[word] = spec.name
+
+    def get(self, word: str) -> CommandSpec | None:
+        name = self._lookup.get(word)
+        return self._commands[name] if name else None
+
+    def words(self) -> dict[str, str]:
+        """Every command word (names and aliases) -> command name."""
+        return dict(self._lookup)
+
+    def __iter__(self) -> Iterator[CommandSpec]:
+        return iter(self._commands.values())
+
+    def __len__(self) -> int:
+        return len(self._commands)

@@ -1,0 +1,177 @@
+"""The platform-neutral core: a `Message` in, a `Reply` out.
+
+`Core.handle` routes the message, checks permissions, runs the command's handler and
+turns any unexpected exception into a short apology with an error id (the traceback
+goes to the log under that id). Adapters call nothing else, except `complete` for
+autocomplete and `reload` for the admin content reload.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from rapidfuzz import fuzz, process
+
+from bot.commands import Choice, CommandSpec, Registry
+from bot.content import Content, ContentError, load_content
+from bot.messages import Message
+from bot.replies import Reply
+from bot.router import FALLBACK, Route, Router
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+MAX_CHOICES = 25  # Discord's autocomplete limit; Slack's external selects allow more
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UserError(Exception):
+    """A known failure the member should read as a sentence (bad input, store trouble)."""
+
+
+@dataclass
+class Request:
+    """What a handler gets: the message, its route and arguments, and the bot's state."""
+
+    message: Message
+    route: Route
+    args: dict[str, str]
+    core: "Core"
+
+    @property
+    def content(self) -> Content:
+        return self.core.content
+
+    @property
+    def store(self) -> "Store":
+        if self.core.store is None:
+            raise UserError("Progress tracking is not available here (no database configured).")
+        return self.core.store
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.core.clock()
+
+    @property
+    def member(self) -> str:
+        return self.message.member_key
+
+
+class Core:
+    def __init__(
+        self,
+        content: Content,
+        *,
+        store: "Store | None" = None,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+        registry: Registry | None = None,
+    ):
+        from bot.handlers import build_registry  # the handlers import Core's types
+
+        self.content = content
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.registry = registry or build_registry()
+        self.router = Router(content, self.registry)
+
+    async def handle(self, message: Message) -> Reply:
+        try:
+            return await self._handle(message)
+        except UserError as exc:
+            return Reply(text=str(exc), ephemeral=True, command="error")
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("error %s while handling a %s message", error_id, message.platform)
+            return Reply(
+                text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.",
+                ephemeral=True,
+                command="error",
+            )
+
+    async def _handle(self, message: Message) -> Reply:
+        if message.command is not None:
+            spec = self.registry.get(message.command)
+            if spec is None:
+                raise UserError("Unknown command. Say `help` to see what I can do.")
+            route = Route(spec.name, dict(message.args))
+        else:
+            route = await self._pending_route(message) or self.router.route(message.text)
+        if route.command == FALLBACK:
+            from bot.handlers import fallback
+
+            reply = fallback(self, route)
+            if self.store is not None and message.text.strip():
+                await self.store.record_unanswered(message.text, self.clock())
+            return reply
+        spec = self.registry.get(route.command)
+        assert spec is not None
+        if spec.admin and not message.is_admin:
+            return Reply(text=f"`{spec.name}` is for admins only.", ephemeral=True, command=spec.name)
+        reply = await spec.handler(Request(message, route, dict(route.args), self))
+        if self.store is not None:
+            await self.store.record_command(message.member_key, spec.name, self.clock())
+        if spec.personal and not reply.ephemeral:
+            reply = dataclasses.replace(reply, ephemeral=True)
+        if not reply.command:
+            reply = dataclasses.replace(reply, command=spec.name)
+        return reply
+
+    async def _pending_route(self, message: Message) -> Route | None:
+        """A yes/no answer to a question the bot asked (e.g. `forget me`) goes to it."""
+        if self.store is None:
+            return None
+        pending = await self.store.pending_action(message.member_key)
+        if pending is None:
+            return None
+        words = message.text.strip().lower().strip(".!")
+        if words in ("yes", "y", "yes please", "confirm", "yes delete", "delete"):
+            return Route(pending, {"confirm": "yes"})
+        await self.store.set_pending_action(message.member_key, None)
+        if words in ("no", "n", "cancel", "stop", "no thanks"):
+            return Route(pending, {"confirm": "no"})
+        return None
+
+    def complete(self, command: str, param: str, partial: str) -> list[Choice]:
+        """Autocomplete: the parameter's choices, best match for `partial` first."""
+        spec = self.registry.get(command)
+        target = next((p for p in spec.params if p.name == param), None) if spec else None
+        if target is None or target.choices is None:
+            return []
+        choices = target.choices(self.content)
+        partial = partial.strip().lower()
+        if not partial:
+            return choices[:MAX_CHOICES]
+        scored = process.extract(
+            partial,
+            {i: f"{c.label} {c.value}".lower() for i, c in enumerate(choices)},
+            scorer=fuzz.WRatio,
+            limit=MAX_CHOICES,
+            score_cutoff=50,
+        )
+        return [choices[key] for _, _, key in scored]
+
+    def reload(self, directory: Path | None = None) -> list[str]:
+        """Load content again; on any problem keep serving the old content."""
+        try:
+            content = load_content(directory)
+        except ContentError as exc:
+            return [str(p) for p in exc.problems]
+        self.content = content
+        self.router = Router(content, self.registry)
+        return []
+
+    def command_specs(self) -> list[CommandSpec]:
+        return list(self.registry)

@@ -1,0 +1,15 @@
+"""Command handlers, grouped by what they answer from, and the registry they form."""
+from __future__ import annotations
+
+from bot.commands import Registry
+from bot.handlers.knowledge import SPECS as KNOWLEDGE_SPECS
+from bot.handlers.knowledge import fallback
+
+__all__ = ["build_registry", "fallback"]
+
+
+def build_registry() -> Registry:
+    registry = Registry()
+    for spec in KNOWLEDGE_SPECS:
+        registry.add(spec)
+    return registry

@@ -1,0 +1,480 @@
+"""Commands that answer from content: roles, salaries, interviews, courses, the path."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from rapidfuzz import fuzz, process
+
+from bot.commands import Choice, CommandSpec, Param
+from bot.content import Band, Content, Fact
+from bot.replies import Field, Reply
+from bot.text import money, quote
+
+if TYPE_CHECKING:
+    from bot.core import Core, Request
+    from bot.router import Route
+
+DEFAULT_ROLE = "ml-engineer"
+
+
+def facts_reply(title: str, facts: tuple[Fact, ...], content: Content, **kw: object) -> Reply:
+    return Reply(title=title, items=tuple(f.text for f in facts), sources=content.titles(*(f.source for f in facts)), **kw)  # type: ignore[arg-type]
+
+
+def closest(query: str, options: dict[str, str], limit: int = 3) -> list[str]:
+    """Ids of the options whose label is closest to `query`."""
+    return [key for _, _, key in process.extract(query, options, scorer=fuzz.WRatio, limit=limit, score_cutoff=60)]
+
+
+def _unknown(kind: str, leftover: str, options: dict[str, str], hint: str) -> Reply:
+    near = closest(leftover, options)
+    text = f"I don't know a {kind} called \"{quote(leftover)}\"."
+    if near:
+        text += " Did you mean: " + ", ".join(options[k] for k in near) + "?"
+    return Reply(text=f"{text} {hint}")
+
+
+# --- roles ---------------------------------------------------------------------------
+
+
+async def role(req: "Request") -> Reply:
+    c = req.content
+    role_id = req.args.get("name")
+    if role_id is None and req.route.leftover:
+        return _unknown("role", req.route.leftover, {r.id: r.name for r in c.roles.values()}, "Say `role` for the list.")
+    if role_id is None:
+        lines = [f"{r.name}: {r.summary.text}" for r in c.roles.values() if not r.career_changer]
+        changers = ", ".join(r.name for r in c.roles.values() if r.career_changer)
+        return Reply(
+            title="ML roles",
+            items=tuple(lines),
+            text=f"Most accessible to career changers: {changers}. Ask `role <name>` or `compare <role> <role>`.",
+            sources=c.titles(*(r.summary.source for r in c.roles.values())),
+        )
+    r = c.roles[role_id]
+    facts = (r.summary, *r.facts)
+    return Reply(title=r.name, text=r.summary.text, items=tuple(f.text for f in r.facts), sources=c.titles(*(f.source for f in facts)))
+
+
+async def compare(req: "Request") -> Reply:
+    c = req.content
+    ids = list(dict.fromkeys(req.route.ids("role") or [req.args[k] for k in ("first", "second") if k in req.args]))
+    if len(ids) == 1:
+        ids = [DEFAULT_ROLE, ids[0]] if ids[0] != DEFAULT_ROLE else [DEFAULT_ROLE, "data-scientist"]
+    if not ids:
+        ids = [DEFAULT_ROLE, "data-scientist"]
+    fields: list[Field] = []
+    sources: list[str] = []
+    for table in c.comparisons:
+        rows = [row for row in table.rows if row.role in ids]
+        if not rows:
+            continue
+        for row in rows:
+            value = "\n".join(f"{col}: {val}" for col, val in zip(table.columns, row.values))
+            fields.append(Field(f"{c.roles[row.role].name} ({table.title})", value))
+        sources.append(table.source)
+    summaries = [f"{c.roles[i].name}: {c.roles[i].summary.text}" for i in ids]
+    return Reply(
+        title=" vs ".join(c.roles[i].name for i in ids),
+        text="\n".join(summaries),
+        fields=tuple(fields),
+        sources=c.titles(*sources, *(c.roles[i].summary.source for i in ids)),
+    )
+
+
+# --- salaries ------------------------------------------------------------------------
+
+
+def _band_line(band: Band, c: Content) -> str:
+    high = money(band.high, band.currency) + ("+" if band.open_ended else "")
+    if band.years_min is None:
+        years = "years not stated"
+    elif band.years_max is None:
+        years = f"{band.years_min}+ yrs"
+    else:
+        years = f"{band.years_min}-{band.years_max} yrs"
+    note = f"; {band.note}" if band.note else ""
+    return f"{money(band.low, band.currency)}-{high} ({years}; {band.basis}, {band.as_of}{note}) per {c.title_of(band.source)}"
+
+
+def levels_for_years(years: int, bands: tuple[Band, ...]) -> list[str]:
+    """Level ids whose bands include `years` of experience, in level order."""
+    found: dict[str, None] = {}
+    for band in bands:
+        if band.years_min is None or years < band.years_min:
+            continue
+        if band.years_max is None or years <= band.years_max:
+            found.setdefault(band.level, None)
+    return list(found)
+
+
+async def salary(req: "Request") -> Reply:
+    c = req.content
+    level_ids = list(dict.fromkeys(req.route.ids("level"))) or ([req.args["level"]] if "level" in req.args else [])
+    region_ids = list(dict.fromkeys(req.route.ids("region"))) or ([req.args["region"]] if "region" in req.args else [])
+    note_ids = list(dict.fromkeys(req.route.ids("salary_note")))
+    years = req.args.get("years")
+    preface: list[str] = []
+    if years is not None and not level_ids:
+        level_ids = levels_for_years(int(years), c.bands)
+        if level_ids:
+            names = " / ".join(c.levels[l].name for l in level_ids)
+            preface.append(f"{years} years of experience falls in: {names}" + (" (the articles draw the line differently)." if len(level_ids) > 1 else "."))
+    region = c.regions[region_ids[0]] if region_ids else c.regions["us"]
+    band_region = region.bands_from or region.id
+    shown_facts: list[Fact] = list(region.facts)
+    for note_id in note_ids:
+        shown_facts.extend(c.salary_notes[note_id].facts)
+    if not level_ids and not region_ids and not note_ids and years is None:
+        shown_facts[:0] = c.salary_notes["overview"].facts if "overview" in c.salary_notes else ()
+    bands = [b for b in c.bands if b.region == band_region and (not level_ids or b.level in level_ids)]
+    reference = ""
+    if not bands:
+        bands = [b for b in c.bands if b.region == "us" and (not level_ids or b.level in level_ids)]
+        reference = f"The articles give no {region.name} figures; the US bands for reference:"
+    by_level: dict[str, list[Band]] = defaultdict(list)
+    for band in bands:
+        by_level[band.level].append(band)
+    fields = tuple(Field(c.levels[level].name, "\n".join(_band_line(b, c) for b in level_bands)) for level, level_bands in by_level.items())
+    title_level = " / ".join(c.levels[l].name for l in level_ids) if level_ids else "ML engineer"
+    text_parts = preface + [f.text for f in shown_facts] + ([reference] if reference else [])
+    return Reply(
+        title=f"{title_level} salaries: {region.name}",
+        text="\n".join(text_parts),
+        fields=fields,
+        sources=c.titles(*(f.source for f in shown_facts), *(b.source for b in bands)),
+    )
+
+
+# --- interviews ----------------------------------------------------------------------
+
+QUESTION_SECTION = "question"
+
+
+async def interview(req: "Request") -> Reply:
+    c = req.content
+    section_id = req.args.get("section") or "tips"
+    if section_id == QUESTION_SECTION or "topic" in req.args:
+        return interview_question(req)
+    section = c.sections[section_id]
+    other = ", ".join(f"`interview {s}`" for s in c.sections if s != section_id)
+    return facts_reply(section.title, section.facts, c, footer=f"More: {other}, `practice [topic]`.")
+
+
+def interview_question(req: "Request") -> Reply:
+    c = req.content
+    topic = req.args.get("topic")
+    pool = [q for q in c.questions.values() if topic is None or q.topic == topic]
+    q = req.core.rng.choice(pool)
+    return Reply(
+        title=f"Interview question ({c.topics[q.topic].name})",
+        text=q.question,
+        fields=(Field("Model answer", q.answer),),
+        sources=c.titles(q.source, q.prompted_by),
+    )
+
+
+# --- courses -------------------------------------------------------------------------
+
+
+def _course_line(course_id: str, c: Content) -> str:
+    x = c.courses[course_id]
+    by = f", {x.by}" if x.by else ""
+    return f"{x.title} ({x.provider}{by}), rated {x.rating:g} on {x.provider}"
+
+
+async def course(req: "Request") -> Reply:
+    c = req.content
+    course_id = req.args.get("name")
+    if course_id is None and req.route.leftover and "background" not in req.args:
+        return _unknown("course", req.route.leftover, {x.id: x.title for x in c.courses.values()}, "Say `courses` for the list.")
+    if course_id is None:
+        return await courses(req)
+    x = c.courses[course_id]
+    step = c.path_steps[x.path_step]
+    fields = [Field("Provider", x.provider + (f" ({x.by})" if x.by else "")), Field("Rating", f"{x.rating:g} on {x.provider}")]
+    fields += [Field("What it covers", x.covers), Field("Who it suits", x.suits), Field("Path step", step.name)]
+    return Reply(title=x.title, fields=tuple(fields), sources=c.titles(x.source))
+
+
+async def courses(req: "Request") -> Reply:
+    c = req.content
+    background_id = req.args.get("background")
+    if background_id:
+        b = c.backgrounds[background_id]
+        items = tuple(_course_line(i, c) for i in b.courses)
+        facts = (*b.advice, *b.timeline)
+        return Reply(
+            title=f"Courses for a {b.name.lower()} background",
+            text="\n".join(f.text for f in facts),
+            items=items,
+            sources=c.titles(*(f.source for f in facts), *(c.courses[i].source for i in b.courses)),
+        )
+    ranked = sorted(c.courses.values(), key=lambda x: -x.rating)
+    backgrounds = ", ".join(f"`courses for {b.id}`" for b in c.backgrounds.values())
+    return Reply(
+        title="Top-rated courses for ML engineers",
+        items=tuple(f"{_course_line(x.id, c)}: {x.covers}" for x in ranked),
+        footer=f"Which first? Try {backgrounds}. Also `certifications` and `resources`.",
+        sources=c.titles(*(x.source for x in ranked)),
+    )
+
+
+async def certifications(req: "Request") -> Reply:
+    c = req.content
+    certs = list(c.certifications.values())
+    return Reply(title="Certifications that can boost your career", items=tuple(x.name for x in certs), sources=c.titles(*(x.source for x in certs)))
+
+
+async def resources(req: "Request") -> Reply:
+    c = req.content
+    chosen = [c.resources[req.args["name"]]] if "name" in req.args else list(c.resources.values())
+    items = tuple(f"{r.name}: {' '.join(f.text for f in r.facts)}" for r in chosen)
+    return Reply(title="Learning resources and programmes", items=items, sources=c.titles(*(f.source for r in chosen for f in r.facts)))
+
+
+# --- path, timelines, faq ------------------------------------------------------------
+
+
+async def path(req: "Request") -> Reply:
+    c = req.content
+    sequence_id = req.args.get("sequence")
+    if sequence_id and sequence_id != "six-step":
+        seq = next(s for s in c.sequences if s.id == sequence_id)
+        return Reply(title=seq.title, items=seq.steps, sources=c.titles(seq.source))
+    serving: dict[str, list[str]] = defaultdict(list)
+    for x in c.courses.values():
+        serving[x.path_step].append(x.title)
+    items = []
+    for n, step in enumerate(c.path_steps.values(), 1):
+        line = f"{n}. {step.name}: {step.description}"
+        if serving[step.id]:
+            line += f" Courses: {', '.join(serving[step.id])}."
+        items.append(line)
+    others = ", ".join(f"`path {s.id}`" for s in c.sequences if s.id != "six-step")
+    return Reply(
+        title="The learning path to ML engineer",
+        items=tuple(items),
+        footer=f"Other versions: {others}. How long it takes: `timeline`. Track it with `done <step>` and `next`.",
+        sources=c.titles(*(s.source for s in c.path_steps.values()), *(x.source for x in c.courses.values())),
+    )
+
+
+async def timeline(req: "Request") -> Reply:
+    c = req.content
+    chosen = [c.backgrounds[req.args["background"]]] if "background" in req.args else list(c.backgrounds.values())
+    fields = tuple(Field(b.name, "\n".join(f.text for f in b.timeline)) for b in chosen)
+    hours = c.faqs.get("study-hours")
+    hour_facts = hours.facts if hours else ()
+    return Reply(
+        title="How long it takes to become an ML engineer",
+        fields=fields,
+        text="\n".join(f.text for f in hour_facts),
+        sources=c.titles(*(f.source for b in chosen for f in b.timeline), *(f.source for f in hour_facts)),
+    )
+
+
+async def faq(req: "Request") -> Reply:
+    c = req.content
+    faq_id = req.args.get("question")
+    if faq_id is None:
+        return Reply(title="Frequently asked questions", items=tuple(f"{f.question} (`faq {f.id}`)" for f in c.faqs.values()))
+    entry = c.faqs[faq_id]
+    return facts_reply(entry.question, entry.facts, c)
+
+
+async def sources(req: "Request") -> Reply:
+    c = req.content
+    return Reply(
+        title="Where the answers come from",
+        items=tuple(s.title + (f" ({s.published})" if s.published else "") for s in c.sources.values()),
+        text="Every factual answer names its article. Salary figures are shown as each article states them.",
+    )
+
+
+async def help_command(req: "Request") -> Reply:
+    return help_reply(req.core, req.args.get("command"), admin=req.message.is_admin)
+
+
+def help_reply(core: "Core", command: str | None = None, *, admin: bool = False) -> Reply:
+    if command:
+        spec = core.registry.get(command)
+        if spec is not None:
+            lines = [f"`{spec.usage()}`: {spec.summary}"]
+            lines += [f"{p.name}: {p.description}" for p in spec.params]
+            if spec.aliases:
+                lines.append("Also: " + ", ".join(spec.aliases))
+            return Reply(title=f"help {spec.name}", items=tuple(lines), footer="Examples: " + "; ".join(spec.examples) if spec.examples else "")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for spec in core.registry:
+        if spec.admin and not admin:
+            continue
+        if spec.needs_store and core.store is None:
+            continue
+        groups[spec.group].append(f"`{spec.usage()}`: {spec.summary}")
+    examples = [e for spec in core.registry for e in spec.examples[:1] if not spec.admin][:6]
+    return Reply(
+        title="What I can help with",
+        text="Ask in plain words or use a command. For example: " + "; ".join(f'"{e}"' for e in examples),
+        fields=tuple(Field(group, "\n".join(lines)) for group, lines in groups.items()),
+    )
+
+
+def fallback(core: "Core", route: "Route") -> Reply:
+    guess = f"Did you mean `{route.guess}`? " if route.guess else ""
+    return Reply(
+        title="I'm not sure what you're asking",
+        text=(
+            f"{guess}I can answer questions about ML roles, salaries, interview prep, courses and the learning path. "
+            "Try asking: \"what do senior ML engineers earn in Europe?\", \"ml engineer vs data scientist\", "
+            "\"which course first if I know statistics?\" or say `help`."
+        ),
+        command="fallback",
+    )
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+SPECS = [
+    CommandSpec(
+        "help",
+        "What I can do, or how to use one command.",
+        help_command,
+        params=(Param("command", "A command name"),),
+        aliases=("commands", "menu", "start"),
+        keywords=("help", "what can you do", "hello", "hi", "hey", "good morning", "who are you", "options", "usage", "how do i use"),
+        examples=("help salary",),
+        group="Learn",
+    ),
+    CommandSpec(
+        "role",
+        "What a role does: ML engineer, data scientist, data engineer, AI engineer, ...",
+        role,
+        params=(Param("name", "The role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),),
+        aliases=("roles",),
+        keywords=("role", "roles", "job of", "job", "jobs", "day to day", "day-to-day", "responsibilities", "duties", "what does", "what do", "actually do", "what is a", "what is an", "who is", "do all day", "describe", "work like", "does a", "position"),
+        signals={"role": 2},
+        examples=("what does an ML engineer do?", "role data engineer"),
+    ),
+    CommandSpec(
+        "compare",
+        "Two roles side by side.",
+        compare,
+        params=(
+            Param("first", "A role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),
+            Param("second", "Another role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),
+        ),
+        aliases=("vs",),
+        keywords=("versus", "compare", "comparison", "difference", "differences", "differ", "different", "between", "or a", "vs"),
+        signals={"role": 1},
+        requires=("role",),
+        examples=("ml engineer vs data scientist",),
+    ),
+    CommandSpec(
+        "salary",
+        "Salary bands by level and region, with their sources.",
+        salary,
+        params=(
+            Param("level", "Seniority", kind="level", choices=lambda c: [Choice(l.id, l.name) for l in c.levels.values()]),
+            Param("region", "Where", kind="region", choices=lambda c: [Choice(r.id, r.name) for r in c.regions.values()]),
+            Param("years", "Years of experience", kind="years"),
+        ),
+        aliases=("salaries", "pay"),
+        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "worth", "rich", "offer", "offers", "package"),
+        signals={"level": 1, "region": 1, "years": 1, "salary_note": 1},
+        examples=("what do senior ML engineers earn in Europe?", "salary entry", "salary with 3 years"),
+    ),
+    CommandSpec(
+        "interview",
+        "Interview prep: tips, what hiring managers want, attire, portfolio, challenges, a question.",
+        interview,
+        params=(
+            Param("section", "tips, hiring, attire, portfolio, challenges or question", kind="section", choices=lambda c: [Choice(s.id, s.title) for s in c.sections.values()] + [Choice(QUESTION_SECTION, "A practice question")]),
+            Param("topic", "Question topic", kind="topic", choices=lambda c: [Choice(t.id, t.name) for t in c.topics.values()]),
+        ),
+        aliases=("interviews",),
+        keywords=("interview", "interviews", "interviewing", "interviewer", "hiring", "recruiter", "recruiters", "prepare", "preparation", "prep", "wear", "outfit"),
+        signals={"section": 2},
+        examples=("interview tips", "what to wear to an interview at a startup", "portfolio ideas"),
+    ),
+    CommandSpec(
+        "course",
+        "One course in detail: provider, rating, what it covers, who it suits.",
+        course,
+        params=(
+            Param("name", "The course", kind="course", choices=lambda c: [Choice(x.id, x.title) for x in c.courses.values()]),
+            Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),
+        ),
+        keywords=("course", "class", "mooc", "lecture", "taught", "rated", "rating", "enroll", "take first", "start with", "which first", "first"),
+        signals={"course": 4, "background": 1},
+        examples=("regression course", "which course first if I know statistics?"),
+    ),
+    CommandSpec(
+        "courses",
+        "The top-rated courses, or the ones for your background.",
+        courses,
+        params=(Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),),
+        keywords=("courses", "classes", "moocs", "learn", "study", "studying", "training", "tutorials", "recommend", "recommendations", "best courses"),
+        signals={"background": 1},
+        examples=("courses for software-engineering",),
+    ),
+    CommandSpec(
+        "certifications",
+        "The certifications worth knowing.",
+        certifications,
+        aliases=("certs", "certification"),
+        keywords=("certifications", "certification", "certificate", "certificates", "cert", "certs", "certified", "credential", "credentials"),
+        signals={"certification": 3},
+        examples=("certifications",),
+    ),
+    CommandSpec(
+        "resources",
+        "Books, communities, bootcamps and self-paced programmes.",
+        resources,
+        params=(Param("name", "A resource", kind="resource", choices=lambda c: [Choice(r.id, r.name) for r in c.resources.values()]),),
+        aliases=("resource",),
+        keywords=("resources", "materials", "book", "books", "read", "reading", "community", "communities", "where to learn", "bootcamp", "bootcamps", "programme", "program", "programs"),
+        signals={"resource": 3},
+        examples=("books and communities",),
+    ),
+    CommandSpec(
+        "path",
+        "The learning path, step by step, with the courses for each step.",
+        path,
+        params=(Param("sequence", "Which version of the path", kind="sequence", choices=lambda c: [Choice(s.id, s.title) for s in c.sequences]),),
+        aliases=("roadmap",),
+        keywords=("path", "roadmap", "road map", "steps", "plan", "how to become", "how do i become", "become", "get into", "break into", "getting into", "getting started", "get started", "where to start", "where do i start", "begin", "curriculum", "learning path", "sequence", "order", "transition", "switch"),
+        signals={},
+        examples=("roadmap to become an ML engineer",),
+    ),
+    CommandSpec(
+        "timeline",
+        "How long it takes, by background.",
+        timeline,
+        params=(Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),),
+        aliases=("howlong",),
+        keywords=("how long", "how many months", "how many years", "how much time", "timeline", "timelines", "how fast", "how quickly", "months", "take to become", "long does it take"),
+        signals={"background": 1},
+        examples=("how long from software engineering to ML?",),
+    ),
+    CommandSpec(
+        "faq",
+        "Frequently asked questions: degree, PhD, maths, languages, frameworks, outlook.",
+        faq,
+        params=(Param("question", "The question", kind="faq", choices=lambda c: [Choice(f.id, f.question) for f in c.faqs.values()]),),
+        keywords=("faq",),
+        signals={"faq": 3},
+        requires=("faq",),
+        examples=("do I need a degree?", "best programming language for ML"),
+    ),
+    CommandSpec(
+        "sources",
+        "The articles the answers come from.",
+        sources,
+        aliases=("references",),
+        keywords=("sources", "source", "references", "citations", "where does this come from"),
+        examples=("sources",),
+    ),
+]

@@ -1,0 +1,202 @@
+"""Free text -> command + arguments.
+
+Order of trust: an exact command word first ("salary senior europe"), then a sentence
+scored against every command's keywords and the content entities it mentions ("what do
+senior ML engineers earn in Europe?"). Words are corrected against the bot's own
+vocabulary first, so "salery entry levl" reads as "salary entry level". When no command
+scores high enough the route is `fallback`, and the core says what it can answer instead
+of guessing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable
+
+from rapidfuzz import fuzz, process
+
+from bot.commands import CommandSpec, Registry
+from bot.content import Content
+from bot.text import phrase, tokens
+
+FALLBACK = "fallback"
+MIN_SCORE = 2
+KEYWORD = "keyword"
+_YEARS = re.compile(r"\b(\d{1,2})\+? ?(?:years?|yrs?|yoe|yr)\b")
+_MAX_PHRASE_WORDS = 6
+
+# Function words and common verbs: never "corrected" into a content word.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours out over own same she should so some such than that
+    the their theirs them then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself want wants wanted
+    need needs know knows tell give show get got go going like would really please thanks thank okay ok
+    yes yeah sure hello hi hey good great best better much many long time think should shall may might
+    must one two three four five six first next last new old way work works working someone something
+    anything everything people person thing things kind sort lot lots bit little big small right left
+    well still even just actually ever never always often usually there here today week weeks month
+    months year years day days hour hours cats dogs cat dog joke jokes weather funny love hate""".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    kind: str
+    id: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Route:
+    command: str
+    args: dict[str, str] = field(default_factory=dict)
+    entities: tuple[Entity, ...] = ()
+    score: int = 0
+    guess: str | None = None  # on fallback: the command that came closest
+    leftover: str = ""  # words of an explicit command line no parameter explained
+
+    def ids(self, kind: str) -> list[str]:
+        return [e.id for e in self.entities if e.kind == kind]
+
+
+class Router:
+    def __init__(self, content: Content, registry: Registry):
+        self._registry = registry
+        self._commands = list(registry)
+        self._words = registry.words()
+        self._index: dict[str, list[tuple[str, str]]] = {}
+        self._build_index(content)
+        vocabulary = set(STOPWORDS) | set(self._words)
+        for key in self._index:
+            vocabulary.update(key.split())
+        self._vocabulary = vocabulary
+        self._candidates = sorted(w for w in vocabulary if len(w) >= 3 and w.isalpha())
+        self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
+
+    # --- index --------------------------------------------------------------------
+
+    def _add(self, text: str, kind: str, ident: str) -> None:
+        key = phrase(text)
+        if key and (kind, ident) not in self._index.get(key, ()):
+            self._index.setdefault(key, []).append((kind, ident))
+
+    def _add_all(self, kind: str, items: Iterable[tuple[str, Iterable[str]]]) -> None:
+        for ident, names in items:
+            for name in names:
+                self._add(name, kind, ident)
+
+    def _build_index(self, c: Content) -> None:
+        self._add_all("role", ((r.id, (r.name, *r.aliases)) for r in c.roles.values()))
+        self._add_all("level", ((l.id, (l.name, *l.aliases)) for l in c.levels.values()))
+        self._add_all("region", ((r.id, (r.name, *r.aliases)) for r in c.regions.values()))
+        self._add_all("salary_note", ((n.id, n.keywords) for n in c.salary_notes.values()))
+        self._add_all("section", ((s.id, (s.id, *s.aliases)) for s in c.sections.values()))
+        self._add_all("topic", ((t.id, (t.name, *t.aliases)) for t in c.topics.values()))
+        self._add_all("course", ((x.id, (x.title, *x.aliases)) for x in c.courses.values()))
+        self._add_all("certification", ((x.id, (x.name, *x.aliases)) for x in c.certifications.values()))
+        self._add_all("resource", ((x.id, x.aliases) for x in c.resources.values()))
+        self._add_all("background", ((b.id, b.aliases) for b in c.backgrounds.values()))
+        self._add_all("step", ((s.id, (s.id, s.name, *s.aliases)) for s in c.path_steps.values()))
+        self._add_all("faq", ((f.id, f.keywords) for f in c.faqs.values()))
+        self._add_all("sequence", ((s.id, (s.id, s.title)) for s in c.sequences))
+        for spec in self._commands:
+            for keyword in spec.keywords:
+                self._add(keyword, KEYWORD, spec.name)
+
+    # --- routing ------------------------------------------------------------------
+
+    def _correct_uncached(self, token: str) -> str:
+        if token in self._vocabulary or len(token) < 4 or not token.isalpha():
+            return token
+        candidates = [w for w in self._candidates if abs(len(w) - len(token)) <= 2]
+        best = process.extractOne(token, candidates, scorer=fuzz.ratio, score_cutoff=80)
+        return best[0] if best else token
+
+    def normalise(self, text: str) -> list[str]:
+        return [self._correct(t) for t in tokens(text)]
+
+    def entities(self, words: list[str]) -> tuple[list[Entity], set[int]]:
+        """Greedy longest-phrase matches, and the positions they explain."""
+        found: list[Entity] = []
+        explained: set[int] = set()
+        i = 0
+        while i < len(words):
+            for size in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
+                hits = self._index.get(" ".join(words[i : i + size]))
+                if hits:
+                    found.extend(Entity(kind, ident, i) for kind, ident in hits)
+                    explained.update(range(i, i + size))
+                    i += size
+                    break
+            else:
+                i += 1
+        joined = " ".join(words)
+        for match in _YEARS.finditer(joined):
+            position = joined[: match.start()].count(" ")
+            found.append(Entity("years", match.group(1), position))
+            explained.update((position, position + 1))
+        return found, explained
+
+    def route(self, text: str) -> Route:
+        words = self.normalise(text)
+        if not words:
+            return Route(FALLBACK)
+        spec = self._registry.get(words[0])
+        if spec is not None:
+            return self._explicit(spec, words[1:])
+        found, _ = self.entities(words)
+        return self._best(found)
+
+    def _explicit(self, spec: CommandSpec, rest: list[str]) -> Route:
+        found, explained = self.entities(rest)
+        args = self._fill(spec, found)
+        leftover = [w for i, w in enumerate(rest) if i not in explained and w not in STOPWORDS]
+        rest_param = next((p for p in spec.params if p.rest), None)
+        if rest_param is not None and rest and rest_param.name not in args:
+            args[rest_param.name] = " ".join(rest)
+        return Route(spec.name, args, tuple(found), score=100, leftover=" ".join(leftover))
+
+    def _best(self, found: list[Entity]) -> Route:
+        kinds: dict[str, int] = {}
+        keyword_hits: dict[str, int] = {}
+        for kind, ident in {(e.kind, e.id) for e in found}:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        for entity in found:
+            if entity.kind == KEYWORD:
+                keyword_hits[entity.id] = keyword_hits.get(entity.id, 0) + 1
+        best: tuple[int, int, CommandSpec] | None = None
+        for order, spec in enumerate(self._commands):
+            score = self._score(spec, kinds, keyword_hits.get(spec.name, 0))
+            if score and (best is None or score > best[0]):
+                best = (score, order, spec)
+        if best is None:
+            return Route(FALLBACK, entities=tuple(found))
+        score, _, spec = best
+        if score < MIN_SCORE:
+            return Route(FALLBACK, entities=tuple(found), score=score, guess=spec.name)
+        return Route(spec.name, self._fill(spec, found), tuple(found), score=score)
+
+    @staticmethod
+    def _score(spec: CommandSpec, kinds: dict[str, int], keywords: int) -> int:
+        if spec.requires and not any(kinds.get(k) for k in spec.requires):
+            return 0
+        return 3 * keywords + sum(weight * kinds.get(kind, 0) for kind, weight in spec.signals.items())
+
+    @staticmethod
+    def _fill(spec: CommandSpec, found: list[Entity]) -> dict[str, str]:
+        args: dict[str, str] = {}
+        used: set[int] = set()
+        for param in spec.params:
+            if param.kind is None:
+                continue
+            for n, entity in enumerate(found):
+                if n not in used and entity.kind == param.kind and entity.id not in {found[u].id for u in used if found[u].kind == param.kind}:
+                    args[param.name] = entity.id
+                    used.add(n)
+                    break
+        return args
+

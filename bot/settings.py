@@ -1,0 +1,61 @@
+"""Settings read from the environment once, in `main()`, never at import."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+def default_db_path() -> Path:
+    """`mlbot.sqlite3` in the user's data directory (~/.local/share/mlbot on Linux)."""
+    from platformdirs import user_data_path
+
+    return user_data_path("mlbot", appauthor=False) / "mlbot.sqlite3"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str
+    content_dir: Path | None
+    discord_token: str | None
+    discord_guild_id: int | None
+    slack_bot_token: str | None
+    slack_app_token: str | None
+    slack_signing_secret: str | None
+    port: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        guild = env.get("DISCORD_GUILD_ID", "").strip()
+        return cls(
+            db=db or env.get("MLBOT_DB") or str(default_db_path()),
+            content_dir=Path(env["MLBOT_CONTENT"]) if env.get("MLBOT_CONTENT") else None,
+            discord_token=env.get("DISCORD_TOKEN") or None,
+            discord_guild_id=int(guild) if guild.isdigit() else None,
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            port=int(env.get("PORT", "3000") or 3000),
+        )
+
+    @property
+    def platforms(self) -> list[str]:
+        found = []
+        if self.discord_token:
+            found.append("discord")
+        if self.slack_bot_token and (self.slack_app_token or self.slack_signing_secret):
+            found.append("slack")
+        return found
+
+    def missing_credentials(self) -> list[str]:
+        """One line per platform that can't start, naming the variables it needs."""
+        lines = []
+        if not self.discord_token:
+            lines.append("Discord: set DISCORD_TOKEN (and DISCORD_GUILD_ID to try it in one server).")
+        if not self.slack_bot_token:
+            lines.append("Slack: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode on PORT).")
+        elif not (self.slack_app_token or self.slack_signing_secret):
+            lines.append("Slack: SLACK_BOT_TOKEN is set; also set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode).")
+        return lines

@@ -1,0 +1,1 @@
+"""Protocol-faithful local fakes of Discord and Slack, for the adapter tests."""
