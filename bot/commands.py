@@ -49,7 +49,8 @@ class CommandSpec:
     aliases: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()  # phrases that signal this command in a sentence
     signals: Mapping[str, int] = field(default_factory=dict)  # entity kind -> score per entity
-    requires: tuple[str, ...] = ()  # free text routes here only if one of these kinds is mentioned
+    requires: tuple[str, ...] = ()  # free text routes here only if one of these kinds ("keyword": its own) is mentioned
+    whole: tuple[str, ...] = ()  # messages that, on their own, mean this command ("good" after a reveal)
     examples: tuple[str, ...] = ()
     admin: bool = False
     personal: bool = False  # replies carry personal data: shown privately
@@ -71,13 +72,13 @@ class Registry:
         self._lookup: dict[str, str] = {}
 
     def add(self, spec: CommandSpec) -> None:
-        for word in (spec.name, *spec.aliases):
+        for word in (spec.name, *spec.aliases, *spec.whole):
             if word in self._lookup:
                 raise ValueError(f"command word '{word}' of '{spec.name}' is already used by '{self._lookup[word]}'")
             if word != word.strip().lower() or not word:
                 raise ValueError(f"command word '{word}' must be lower-case and trimmed")
         self._commands[spec.name] = spec
-        for word in (spec.name, *spec.aliases):
+        for word in (spec.name, *spec.aliases, *spec.whole):
             self._lookup[word] = spec.name
 
     def get(self, word: str) -> CommandSpec | None:
@@ -86,7 +87,12 @@ class Registry:
 
     def words(self) -> dict[str, str]:
         """Every command word (names and aliases) -> command name."""
-        return dict(self._lookup)
+        return {w: n for w, n in self._lookup.items() if w not in self._commands[n].whole}
+
+    def whole_message(self, text: str) -> CommandSpec | None:
+        """The command a whole message means on its own ("good" -> grade), if any."""
+        name = self._lookup.get(text)
+        return self._commands[name] if name and text in self._commands[name].whole else None
 
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(self._commands.values())

@@ -48,6 +48,7 @@ class Entity:
     kind: str
     id: str
     position: int
+    size: int = 1  # words matched: a longer phrase is stronger evidence
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class Router:
             for size in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
                 hits = self._index.get(" ".join(words[i : i + size]))
                 if hits:
-                    found.extend(Entity(kind, ident, i) for kind, ident in hits)
+                    found.extend(Entity(kind, ident, i, size) for kind, ident in hits)
                     explained.update(range(i, i + size))
                     i += size
                     break
@@ -137,7 +138,7 @@ class Router:
         joined = " ".join(words)
         for match in _YEARS.finditer(joined):
             position = joined[: match.start()].count(" ")
-            found.append(Entity("years", match.group(1), position))
+            found.append(Entity("years", match.group(1), position, 2))
             explained.update((position, position + 1))
         return found, explained
 
@@ -145,11 +146,19 @@ class Router:
         words = self.normalise(text)
         if not words:
             return Route(FALLBACK)
-        spec = self._registry.get(words[0])
+        whole = self._registry.whole_message(" ".join(words))
+        if whole is not None:
+            return Route(whole.name, {p.name: words[0] for p in whole.params[:1]}, score=100)
+        spec = self._registry.get(words[0]) if words[0] in self._words else None
         if spec is not None:
-            return self._explicit(spec, words[1:])
+            explicit = self._explicit(spec, words[1:])
+            if not explicit.leftover:
+                return explicit
         found, _ = self.entities(words)
-        return self._best(found)
+        best = self._best(found)
+        if spec is not None and (best.command == FALLBACK or best.command == spec.name):
+            return explicit
+        return best
 
     def _explicit(self, spec: CommandSpec, rest: list[str]) -> Route:
         found, explained = self.entities(rest)
@@ -161,30 +170,36 @@ class Router:
         return Route(spec.name, args, tuple(found), score=100, leftover=" ".join(leftover))
 
     def _best(self, found: list[Entity]) -> Route:
-        kinds: dict[str, int] = {}
-        keyword_hits: dict[str, int] = {}
-        for kind, ident in {(e.kind, e.id) for e in found}:
-            kinds[kind] = kinds.get(kind, 0) + 1
+        distinct: dict[str, int] = {}  # entity kind -> distinct ids mentioned
+        bonus: dict[str, int] = {}  # entity kind -> extra words in multi-word matches
+        keyword_score: dict[str, int] = {}
+        for kind, _ in {(e.kind, e.id) for e in found}:
+            distinct[kind] = distinct.get(kind, 0) + 1
         for entity in found:
             if entity.kind == KEYWORD:
-                keyword_hits[entity.id] = keyword_hits.get(entity.id, 0) + 1
-        best: tuple[int, int, CommandSpec] | None = None
-        for order, spec in enumerate(self._commands):
-            score = self._score(spec, kinds, keyword_hits.get(spec.name, 0))
+                keyword_score[entity.id] = keyword_score.get(entity.id, 0) + 2 + entity.size
+            else:
+                bonus[entity.kind] = bonus.get(entity.kind, 0) + entity.size - 1
+        best: tuple[int, CommandSpec] | None = None
+        for spec in self._commands:
+            score = self._score(spec, distinct, bonus, keyword_score.get(spec.name, 0))
             if score and (best is None or score > best[0]):
-                best = (score, order, spec)
+                best = (score, spec)
         if best is None:
             return Route(FALLBACK, entities=tuple(found))
-        score, _, spec = best
+        score, spec = best
         if score < MIN_SCORE:
             return Route(FALLBACK, entities=tuple(found), score=score, guess=spec.name)
         return Route(spec.name, self._fill(spec, found), tuple(found), score=score)
 
     @staticmethod
-    def _score(spec: CommandSpec, kinds: dict[str, int], keywords: int) -> int:
-        if spec.requires and not any(kinds.get(k) for k in spec.requires):
+    def _score(spec: CommandSpec, distinct: dict[str, int], bonus: dict[str, int], keywords: int) -> int:
+        """Keyword points (3 for a word, one more per extra word of a phrase), plus the
+        command's weight for each distinct entity of a kind it cares about, plus one per
+        extra word of those entities. Ties go to the command registered first."""
+        if spec.requires and not any(keywords if k == KEYWORD else distinct.get(k) for k in spec.requires):
             return 0
-        return 3 * keywords + sum(weight * kinds.get(kind, 0) for kind, weight in spec.signals.items())
+        return keywords + sum(weight * distinct.get(kind, 0) + bonus.get(kind, 0) for kind, weight in spec.signals.items())
 
     @staticmethod
     def _fill(spec: CommandSpec, found: list[Entity]) -> dict[str, str]:

@@ -1,0 +1,118 @@
+"""Reply -> Discord embeds and buttons, within every Discord limit; pure, no network.
+
+A reply becomes one or more `Page`s (one Discord message each). The answer is split with
+`split_text` at sentence boundaries into as many embeds as it needs, embeds are packed into
+messages under the 6,000-character and 10-embed caps, and buttons ride on the last page.
+Every string is run through `escape_mentions` as a second guard behind
+`allowed_mentions=none`, so an `@everyone` typed by a member never comes back live.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.replies import Action, Reply, split_text
+
+TITLE = 256
+DESCRIPTION = 4096
+FIELDS = 25
+FIELD_NAME = 256
+FIELD_VALUE = 1024
+FOOTER = 2048
+EMBED_TOTAL = 6000  # all embeds of one message together
+EMBEDS = 10
+BUTTONS = 25  # 5 rows of 5
+BUTTON_LABEL = 80
+CUSTOM_ID = 100
+CUSTOM_ID_PREFIX = "mlbot:"
+CUSTOM_ID_TEMPLATE = r"mlbot:(?P<command>.+)"
+PART_FOOTER_RESERVE = 16  # room for "Part 12 of 12"
+COLOUR = discord.Colour(0x2B7A78)
+BLANK = "\u200b"  # Discord refuses empty field names and values
+
+
+@dataclass
+class Page:
+    """One Discord message: its embeds and, on the last page only, its buttons."""
+
+    embeds: list[discord.Embed]
+    actions: tuple[Action, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self.embeds)
+
+
+def custom_id(command: str) -> str | None:
+    """The button id that carries `command`, or None when it would not fit Discord's 100."""
+    value = CUSTOM_ID_PREFIX + command
+    return value if len(value) <= CUSTOM_ID and "\n" not in command else None
+
+
+def render(reply: Reply) -> list[Page]:
+    buttons = [a for a in reply.actions if custom_id(a.command)][:BUTTONS]
+    # Actions that cannot be buttons are offered as text rather than dropped.
+    as_text = [a for a in reply.actions if a not in buttons]
+    title, *title_rest = split_text(_clean(reply.title), TITLE) if reply.title else [""]
+    parts = [*title_rest, _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
+    if as_text:
+        parts.append("Next: " + " | ".join(f"{_clean(a.label)} (`{_clean(a.command)}`)" for a in as_text))
+    body = "\n\n".join(p for p in parts if p.strip())
+    descriptions = split_text(body, DESCRIPTION) if body else []
+
+    fields: list[tuple[str, str]] = []
+    for f in reply.fields:
+        fields += _field_chunks(_clean(f.name), _clean(f.value))
+    if reply.sources:
+        fields += _field_chunks("Source" if len(reply.sources) == 1 else "Sources", "\n".join(_clean(s) for s in reply.sources))
+
+    embeds = _embeds(title, descriptions, fields)
+    if len(embeds) > 1:
+        for n, embed in enumerate(embeds, 1):
+            embed.set_footer(text=f"Part {n} of {len(embeds)}")
+    pages = _pack(embeds)
+    pages[-1].actions = tuple(buttons)
+    return pages
+
+
+def _clean(text: str) -> str:
+    return discord.utils.escape_mentions(text.strip())
+
+
+def _field_chunks(name: str, value: str) -> list[tuple[str, str]]:
+    """A field too long for one Discord field continues in the next ones."""
+    name_parts = split_text(name, FIELD_NAME) if name else [BLANK]
+    head, overflow = name_parts[0], name_parts[1:]
+    value = "\n".join([*overflow, value]) if overflow else value
+    chunks = split_text(value, FIELD_VALUE) if value.strip() else [BLANK]
+    more = f"{head} (continued)" if len(head) + 12 <= FIELD_NAME else BLANK
+    return [(head if i == 0 else more, chunk or BLANK) for i, chunk in enumerate(chunks)]
+
+
+def _embeds(title: str, descriptions: list[str], fields: list[tuple[str, str]]) -> list[discord.Embed]:
+    budget = EMBED_TOTAL - PART_FOOTER_RESERVE
+    embeds: list[discord.Embed] = []
+    current = discord.Embed(title=title or None, description=descriptions[0] if descriptions else None, colour=COLOUR)
+    for description in descriptions[1:]:
+        embeds.append(current)
+        current = discord.Embed(description=description, colour=COLOUR)
+    for name, value in fields:
+        if len(current.fields) == FIELDS or len(current) + len(name) + len(value) > budget:
+            embeds.append(current)
+            current = discord.Embed(colour=COLOUR)
+        current.add_field(name=name, value=value, inline=False)
+    embeds.append(current)
+    if not (embeds[0].title or embeds[0].description or embeds[0].fields):
+        embeds[0].description = BLANK
+    return embeds
+
+
+def _pack(embeds: list[discord.Embed]) -> list[Page]:
+    pages: list[Page] = [Page([])]
+    for embed in embeds:
+        page = pages[-1]
+        if page.embeds and (len(page.embeds) == EMBEDS or len(page) + len(embed) > EMBED_TOTAL):
+            page = Page([])
+            pages.append(page)
+        page.embeds.append(embed)
+    return pages

@@ -1,0 +1,406 @@
+"""The Slack adapter: mentions, DMs, `/mlbot`, buttons and App Home, with slack-bolt.
+
+The shape follows slack-bolt's own adapters: pure converters (`to_message` here,
+`render` in `adapters.slack_render`) and a thin runner (`build_app`, `serve_slack`).
+Every request is acknowledged first and answered afterwards; Slack's retries of an
+event are dropped by event id before a listener runs (`EventDeduper`); Web API calls
+that get a 429 are retried after `Retry-After` (`make_client`). Decisions about what
+to answer, who may run admin commands and what is personal stay in the core.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home
+from bot.core import Core
+from bot.delivery import Delivery
+from bot.messages import Message
+from bot.replies import Reply
+from bot.settings import Settings
+
+__all__ = [
+    "EventDeduper",
+    "MemoryDeduper",
+    "Profile",
+    "SlackSender",
+    "build_app",
+    "make_client",
+    "serve_slack",
+    "to_message",
+]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+SLASH_COMMAND = "/mlbot"
+EVENTS_PATH = "/slack/events"
+ACTION_ID = re.compile(rf"^{re.escape(ACTION_PREFIX)}\d+$")
+RATE_LIMIT_RETRIES = 3
+PROFILE_TTL = 300.0  # seconds a users.info answer is trusted (admin role, timezone)
+
+# Errors that mean "this member cannot get a DM from the bot": don't retry this week.
+DMS_CLOSED_ERRORS = frozenset({
+    "cannot_dm_bot",
+    "user_not_found",
+    "user_not_visible",
+    "user_disabled",
+    "not_allowed_token_type",
+    "messages_tab_disabled",
+    "is_archived",
+    "restricted_action",
+    "channel_not_found",
+})
+
+_TOKEN = re.compile(r"\bx(?:ox[a-z]|app)-[A-Za-z0-9-]+")
+
+
+class _RedactTokens(logging.Filter):
+    """slack_sdk logs request parameters at DEBUG, and `apps.connections.open` sends the
+    app token as one: this filter rewrites any Slack token in a record before it is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _TOKEN.search(message):
+            record.msg, record.args = _TOKEN.sub("xox?-(redacted)", message), None
+        return True
+
+
+_web_log = logging.getLogger(f"{__name__}.web")
+_web_log.addFilter(_RedactTokens())
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
+
+
+def make_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
+    """A Web API client that retries connection errors and honours 429 `Retry-After`."""
+    extra = {"base_url": base_url} if base_url else {}
+    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), logger=_web_log, **extra)
+
+
+# --- pure converters ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What users.info tells the core about a member."""
+
+    is_admin: bool = False
+    timezone: str | None = None
+
+
+def member_ids(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(team id, user id) of whoever sent an event, a slash command or a click."""
+    if "event" in body:
+        event = body["event"]
+        user = event["user"]["id"] if isinstance(event.get("user"), dict) else event["user"]
+        return body.get("team_id") or event.get("team", ""), user
+    if "command" in body:
+        return body["team_id"], body["user_id"]
+    team = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
+    return team, body["user"]["id"]
+
+
+def to_message(body: Mapping[str, Any], *, bot_user_id: str | None = None, profile: Profile = Profile()) -> Message:
+    """A mention, a DM, a `/mlbot` command or a button click as the core's `Message`."""
+    team, user = member_ids(body)
+    if "event" in body:
+        text = plain_text(body["event"].get("text", ""), bot_user_id)
+    elif "command" in body:
+        text = plain_text(body.get("text", ""))
+    else:
+        text = body["actions"][0]["value"]
+    return Message(PLATFORM, f"{team}:{user}", text, is_admin=profile.is_admin, timezone=profile.timezone)
+
+
+# --- state kept between requests ------------------------------------------------------
+
+
+class EventDeduper(Protocol):
+    """Remembers Slack event ids, so a retried delivery is not answered twice."""
+
+    async def first_time(self, event_id: str) -> bool:
+        """True the first time `event_id` is seen (and remember it), False after."""
+        ...
+
+
+class MemoryDeduper:
+    """Event ids seen within `ttl` seconds, at most `size` of them (oldest forgotten first).
+
+    Enough for one process; several replicas need a shared store behind the same interface."""
+
+    def __init__(self, *, size: int = 10_000, ttl: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._size = size
+        self._ttl = ttl
+        self._clock = clock
+
+    async def first_time(self, event_id: str) -> bool:
+        now = self._clock()
+        while self._seen and (len(self._seen) >= self._size or next(iter(self._seen.values())) <= now - self._ttl):
+            self._seen.popitem(last=False)
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = now
+        return True
+
+
+class Profiles:
+    """users.info answers, cached briefly; a failed lookup gives a plain member."""
+
+    def __init__(self, client: AsyncWebClient, *, ttl: float = PROFILE_TTL, clock: Callable[[], float] = time.monotonic):
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Profile]] = {}
+
+    async def get(self, user: str) -> Profile:
+        now = self._clock()
+        cached = self._cache.get(user)
+        if cached and cached[0] > now:
+            return cached[1]
+        try:
+            info = (await self._client.users_info(user=user))["user"]
+        except SlackApiError as exc:
+            log.warning("users.info failed for %s: %s", user, _api_error(exc))
+            return Profile()
+        profile = Profile(is_admin=bool(info.get("is_admin") or info.get("is_owner")), timezone=info.get("tz") or None)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[user] = (now + self._ttl, profile)
+        return profile
+
+
+# --- where an answer goes -----------------------------------------------------------------
+
+
+class Target(Protocol):
+    async def send(self, reply: Reply) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChannelTarget:
+    """A channel thread or a DM. Personal replies go ephemeral unless the channel is a DM."""
+
+    client: AsyncWebClient
+    channel: str
+    user: str
+    thread_ts: str | None = None
+    private: bool = False
+
+    async def send(self, reply: Reply) -> None:
+        where: dict[str, Any] = {"channel": self.channel}
+        if self.thread_ts:
+            where["thread_ts"] = self.thread_ts
+        for part in render(reply):
+            if reply.ephemeral and not self.private:
+                await self.client.chat_postEphemeral(user=self.user, **where, **part)
+            else:
+                await self.client.chat_postMessage(**where, **part)
+
+
+@dataclass(frozen=True)
+class ResponseUrlTarget:
+    """The `response_url` of a slash command or a click: works in any channel, even
+    where the bot is not a member; personal replies are ephemeral."""
+
+    url: str
+
+    async def send(self, reply: Reply) -> None:
+        hook = AsyncWebhookClient(self.url, retry_handlers=retry_handlers(), logger=_web_log)
+        visibility = {"response_type": "ephemeral" if reply.ephemeral else "in_channel", "replace_original": False}
+        for part in render(reply):
+            response = await hook.send_dict({**part, **visibility})
+            if response.status_code != 200:
+                raise RuntimeError(f"response_url answered {response.status_code}: {response.body[:200]}")
+
+
+@dataclass(frozen=True)
+class DirectTarget:
+    """The member's DM with the bot (for clicks in App Home, which has no response_url)."""
+
+    client: AsyncWebClient
+    user: str
+
+    async def send(self, reply: Reply) -> None:
+        channel = (await self.client.conversations_open(users=self.user))["channel"]["id"]
+        await ChannelTarget(self.client, channel, self.user, private=True).send(reply)
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+class _Listeners:
+    """The bolt listeners: each turns a request into a Message, asks the core, sends the reply."""
+
+    def __init__(self, core: Core, client: AsyncWebClient, deduper: EventDeduper):
+        self.core = core
+        self.client = client
+        self.deduper = deduper
+        self.profiles = Profiles(client)
+
+    async def skip_retries(self, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+        """Middleware: an event id seen before is acknowledged and dropped."""
+        event_id = body.get("event_id")
+        if event_id and not await self.deduper.first_time(event_id):
+            log.info("dropped a repeated delivery of event %s", event_id)
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    async def mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        if event.get("channel", "").startswith("D"):
+            return  # a mention in a DM also arrives as message.im, answered there
+        thread = event.get("thread_ts") or event["ts"]
+        await self._answer(body, context, ChannelTarget(self.client, event["channel"], event["user"], thread))
+
+    async def direct_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        target = ChannelTarget(self.client, event["channel"], event["user"], event.get("thread_ts"), private=True)
+        await self._answer(body, context, target)
+
+    async def command(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        await self._answer(body, context, ResponseUrlTarget(body["response_url"]))
+
+    async def button(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        team, user = member_ids(body)
+        from_home = (body.get("container") or {}).get("type") == "view"
+        target: Target = DirectTarget(self.client, user) if from_home or not body.get("response_url") else ResponseUrlTarget(body["response_url"])
+        await self._answer(body, context, target)
+        if from_home:
+            await self._publish_home(team, user)
+
+    async def home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        team, user = member_ids(body)
+        try:
+            await self._publish_home(team, user)
+        except Exception:
+            log.exception("error %s while publishing App Home", _error_id())
+
+    async def _publish_home(self, team: str, user: str) -> None:
+        profile = await self.profiles.get(user)
+        message = Message(PLATFORM, f"{team}:{user}", "home", command="home", is_admin=profile.is_admin, timezone=profile.timezone)
+        reply = await self.core.handle(message)
+        await self.client.views_publish(user_id=user, view=render_home(reply))
+
+    async def _answer(self, body: dict[str, Any], context: AsyncBoltContext, target: Target) -> None:
+        try:
+            profile = await self.profiles.get(member_ids(body)[1])
+            reply = await self.core.handle(to_message(body, bot_user_id=context.bot_user_id, profile=profile))
+            await target.send(reply)
+        except Exception:
+            error_id = _error_id()
+            log.exception("error %s while answering on Slack", error_id)
+            apology = Reply(text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.", ephemeral=True)
+            try:
+                await target.send(apology)
+            except Exception:
+                log.warning("could not send the apology for error %s", error_id)
+
+
+def _error_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def build_app(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, deduper: EventDeduper | None = None) -> AsyncApp:
+    """The bolt app with every listener registered; serve it over HTTP or Socket Mode."""
+    client = client or make_client(settings.slack_bot_token)
+    app = AsyncApp(client=client, signing_secret=settings.slack_signing_secret or "")
+    listeners = _Listeners(core, client, deduper or MemoryDeduper())
+    app.middleware(listeners.skip_retries)
+    app.event("app_mention")(listeners.mention)
+    app.event("message")(listeners.direct_message)
+    app.event("app_home_opened")(listeners.home_opened)
+    app.command(SLASH_COMMAND)(listeners.command)
+    app.action(ACTION_ID)(listeners.button)
+    return app
+
+
+async def serve_slack(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, host: str = "0.0.0.0") -> None:
+    """Run the Slack app until cancelled: Socket Mode when SLACK_APP_TOKEN is set,
+    otherwise HTTP on `settings.port` (events, commands and clicks all at /slack/events)."""
+    app = build_app(core, settings, client=client)
+    if settings.slack_app_token:
+        handler = AsyncSocketModeHandler(app, settings.slack_app_token)
+        await handler.connect_async()
+        log.info("Slack: connected in Socket Mode")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await handler.close_async()
+    else:
+        runner = web.AppRunner(app.web_app(path=EVENTS_PATH, port=settings.port))
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, settings.port).start()
+            log.info("Slack: listening for HTTP requests on %s:%s%s", host, settings.port, EVENTS_PATH)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+# --- weekly nudges ---------------------------------------------------------------------------
+
+
+class SlackSender:
+    """`bot.delivery.DirectSender` for Slack: opens the member's DM and posts the reply."""
+
+    platform = PLATFORM
+
+    def __init__(self, client: AsyncWebClient):
+        self.client = client
+
+    async def send_direct(self, user_id: str, reply: Reply) -> Delivery:
+        """`user_id` is `T1:U2`. Once part of a multi-message reply went out, a later
+        failure is logged and SENT is reported: sending it all again would repeat it."""
+        user = user_id.rpartition(":")[2]
+        sent = 0
+        try:
+            channel = (await self.client.conversations_open(users=user))["channel"]["id"]
+            for part in render(reply):
+                await self.client.chat_postMessage(channel=channel, **part)
+                sent += 1
+        except SlackApiError as exc:
+            outcome = Delivery.DMS_CLOSED if _api_error(exc) in DMS_CLOSED_ERRORS else Delivery.TRANSIENT
+            log.warning("DM to %s failed (%s, HTTP %s): %s", user, _api_error(exc), exc.response.status_code, outcome.value)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            outcome = Delivery.TRANSIENT
+            log.warning("DM to %s failed: %s", user, type(exc).__name__)
+        else:
+            return Delivery.SENT
+        return Delivery.SENT if sent else outcome
+
+
+def _api_error(exc: SlackApiError) -> str | None:
+    """The `error` of a failed Web API call (None when the body was not JSON, e.g. a 502)."""
+    data = exc.response.data
+    return data.get("error") if isinstance(data, dict) else None

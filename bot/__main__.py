@@ -1,0 +1,6 @@
+"""`python -m bot` is `mlbot`."""
+import sys
+
+from bot.cli import main
+
+sys.exit(main())

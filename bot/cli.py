@@ -1,0 +1,138 @@
+"""`mlbot`: chat in the terminal, ask one question, run the platforms, check content.
+
+With no subcommand, `mlbot` runs the platforms whose tokens are set, or the console
+chat when none are: the one command a newcomer needs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, TextIO
+
+from bot.content import ContentError, load_content
+from bot.core import Core
+from bot.messages import Message
+from bot.replies import Reply, render_text
+from bot.settings import Settings
+from bot.store import StoreError, open_store
+
+log = logging.getLogger("mlbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="SQLite file (default: $MLBOT_DB, else the user data directory)")
+    common.add_argument("--user", default="console", help="who is talking, e.g. alice (default: console)")
+    common.add_argument("--admin", action="store_true", help="act as an admin (unanswered, stats, reload)")
+    common.add_argument("--content", type=Path, help="content directory (default: $MLBOT_CONTENT, else ./content)")
+    parser = argparse.ArgumentParser(prog="mlbot", description=__doc__.splitlines()[0], parents=[common])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("chat", parents=[common], help="chat in the terminal (no credentials needed)")
+    ask = sub.add_parser("ask", parents=[common], help='answer one message, or with "-" one per stdin line as JSON')
+    ask.add_argument("text", nargs="*", help='the message, or "-" to read lines from stdin')
+    sub.add_parser("run", parents=[common], help="run Discord/Slack (whichever tokens are set) and the nudge scheduler")
+    content = sub.add_parser("content", parents=[common], help="content tools")
+    content_sub = content.add_subparsers(dest="content_command", required=True)
+    check = content_sub.add_parser("check", parents=[common], help="validate content files")
+    check.add_argument("directory", nargs="?", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(db=args.db)
+    content_dir = args.content or settings.content_dir
+    if args.command == "content":
+        return check_content(args.directory or content_dir)
+    try:
+        content = load_content(content_dir)
+    except ContentError as exc:
+        print("The content has problems; fix them and start again:", file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        if args.command == "ask":
+            return asyncio.run(_ask(content, settings, args))
+        if args.command == "run" or (args.command is None and settings.platforms):
+            return asyncio.run(_run(content, settings, strict=args.command == "run"))
+        if args.command is None:
+            for line in settings.missing_credentials():
+                print(f"Not starting {line}", file=sys.stderr)
+            print("Starting the console chat instead.", file=sys.stderr)
+        asyncio.run(_chat(content, settings, args))
+        return 0
+    except StoreError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def check_content(directory: Path | None) -> int:
+    try:
+        content = load_content(directory)
+    except ContentError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) found.", file=sys.stderr)
+        return 1
+    print(
+        f"Content OK: {len(content.roles)} roles, {len(content.bands)} salary bands, {len(content.questions)} practice questions, "
+        f"{len(content.courses)} courses, {len(content.path_steps)} path steps, {len(content.faqs)} FAQs."
+    )
+    return 0
+
+
+@asynccontextmanager
+async def _core(content, settings: Settings) -> AsyncIterator[Core]:
+    async with open_store(settings.db) as store:
+        yield Core(content, store=store)
+
+
+async def _chat(content, settings: Settings, args: argparse.Namespace) -> None:
+    from adapters.console import chat
+
+    async with _core(content, settings) as core:
+        await chat(core, args.user, is_admin=args.admin)
+
+
+def _as_json(query: str, reply: Reply) -> str:
+    return json.dumps(
+        {"query": query, "command": reply.command, "title": reply.title, "text": render_text(reply), "sources": list(reply.sources), "ephemeral": reply.ephemeral},
+        ensure_ascii=False,
+    )
+
+
+async def _ask(content, settings: Settings, args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+    async with _core(content, settings) as core:
+        if args.text == ["-"]:
+            for line in stdin or sys.stdin:
+                query = line.rstrip("\n")
+                reply = await core.handle(Message("console", args.user, query, is_admin=args.admin))
+                print(_as_json(query, reply), flush=True)
+            return 0
+        text = " ".join(args.text)
+        reply = await core.handle(Message("console", args.user, text, is_admin=args.admin))
+        print(render_text(reply))
+        return 0
+
+
+async def _run(content, settings: Settings, *, strict: bool) -> int:
+    if not settings.platforms:
+        print("No platform credentials are set, so there is nothing to run:", file=sys.stderr)
+        for line in settings.missing_credentials():
+            print(f"- {line}", file=sys.stderr)
+        print("Try the bot without any: `mlbot chat` (or `mlbot ask \"salary senior\"`).", file=sys.stderr)
+        return 2
+    from adapters.runner import run_platforms
+
+    async with _core(content, settings) as core:
+        await run_platforms(core, settings)
+    return 0

@@ -1,0 +1,380 @@
+"""Commands about the member's own progress: path, courses, practice, streak, privacy."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.commands import Choice, CommandSpec, Param
+from bot.content import Content
+from bot.handlers.knowledge import closest
+from bot.replies import Action, Field, Reply
+from bot.srs import GRADE_NAMES, parse_grade, schedule
+from bot.store import CardState
+from bot.streaks import weekly_streak
+from bot.text import quote
+
+if TYPE_CHECKING:
+    from bot.core import Request
+
+STEP, COURSE = "step", "course"
+
+
+def member_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+# --- what the member has done ---------------------------------------------------------
+
+
+def visible_done(content: Content, done: dict[str, dict[str, dt.datetime]]) -> tuple[list[str], list[str]]:
+    """Done step and course ids that still exist; renamed step ids map to their new id.
+    Progress on removed items stays stored but is not shown."""
+    renames = content.step_renames()
+    steps = {renames.get(s, s) for s in done.get(STEP, {})}
+    return [s for s in content.path_steps if s in steps], [c for c in content.courses if c in done.get(COURSE, {})]
+
+
+async def _practice_summary(req: "Request") -> tuple[int, int, float | None]:
+    """Cards seen, cards due now, and retention (share of reviews not graded Again)."""
+    cards = {q: c for q, c in (await req.store.cards(req.member)).items() if q in req.content.questions}
+    due = sum(1 for c in cards.values() if c.due_at <= req.now)
+    grades = [g for q, g in await req.store.review_grades(req.member) if q in req.content.questions]
+    retention = sum(1 for g in grades if g > 1) / len(grades) if grades else None
+    return len(cards), due, retention
+
+
+async def member_streak(req: "Request") -> int:
+    zone = member_zone(await req.store.timezone(req.member))
+    return weekly_streak(await req.store.activity_times(req.member), zone, req.now)
+
+
+async def progress(req: "Request") -> Reply:
+    c = req.content
+    steps_done, courses_done = visible_done(c, await req.store.done_items(req.member))
+    step_lines = [("[x] " if s in steps_done else "[ ] ") + c.path_steps[s].name for s in c.path_steps]
+    seen, due, retention = await _practice_summary(req)
+    streak = await member_streak(req)
+    practice = f"{seen} of {len(c.questions)} cards seen, {due} due now"
+    practice += f", retention {retention:.0%}" if retention is not None else ""
+    return Reply(
+        title="Your progress",
+        text=f"Path: {len(steps_done)} of {len(c.path_steps)} steps done.",
+        items=tuple(step_lines),
+        fields=(
+            Field("Courses done", "\n".join(c.courses[x].title for x in courses_done) or "None yet: `done <course>` records one."),
+            Field("Practice", practice),
+            Field("Weekly streak", f"{streak} week(s) in a row"),
+        ),
+        footer="`next` shows what to do this week.",
+        ephemeral=True,
+    )
+
+
+def next_step_for(content: Content, steps_done: list[str], courses_done: list[str]) -> tuple[str | None, list[str]]:
+    """The first undone path step and the not-yet-done courses serving it."""
+    for step_id in content.path_steps:
+        if step_id not in steps_done:
+            return step_id, [x.id for x in content.courses.values() if x.path_step == step_id and x.id not in courses_done]
+    return None, []
+
+
+async def next_step(req: "Request") -> Reply:
+    c = req.content
+    steps_done, courses_done = visible_done(c, await req.store.done_items(req.member))
+    step_id, course_ids = next_step_for(c, steps_done, courses_done)
+    if step_id is None:
+        return Reply(
+            title="You've done every step of the path",
+            text="Keep shipping portfolio work and practising interview questions (`practice`).",
+            ephemeral=True,
+        )
+    step = c.path_steps[step_id]
+    fields = [Field("This week", step.this_week)]
+    if course_ids:
+        fields.append(Field("A course for it", "\n".join(f"{c.courses[x].title} ({c.courses[x].provider}, rated {c.courses[x].rating:g})" for x in course_ids)))
+    return Reply(
+        title=f"Next: {step.name}",
+        text=step.description,
+        fields=tuple(fields),
+        actions=(Action("Mark done", f"done {step.id}", "success"),),
+        sources=c.titles(step.source, *(c.courses[x].source for x in course_ids)),
+        ephemeral=True,
+    )
+
+
+def _resolve_item(req: "Request") -> tuple[str, str] | Reply:
+    """(kind, id) of the step or course the member named, or a reply asking which."""
+    c = req.content
+    steps = list(dict.fromkeys(req.route.ids(STEP)))
+    courses = list(dict.fromkeys(req.route.ids(COURSE)))
+    if "item" in req.args and not steps and not courses:
+        value = req.args["item"]
+        steps = [value] if value in c.path_steps else []
+        courses = [value] if value in c.courses else []
+    words = req.message.text.lower().split()
+    if steps and courses:
+        if "course" in words or "class" in words:
+            steps = []
+        elif "step" in words:
+            courses = []
+    if len(steps) + len(courses) == 1:
+        return (STEP, steps[0]) if steps else (COURSE, courses[0])
+    options = {f"step:{s}": c.path_steps[s].name for s in c.path_steps} | {f"course:{x}": c.courses[x].title for x in c.courses}
+    if steps or courses:
+        near = [f"step:{s}" for s in steps] + [f"course:{x}" for x in courses]
+    else:
+        near = closest(req.route.leftover or req.args.get("item", ""), options) if (req.route.leftover or req.args.get("item")) else []
+    if not near:
+        return Reply(text=f"Which one? Steps: {', '.join(c.path_steps)}. Courses: `courses` lists them.", ephemeral=True)
+    verb = req.route.command
+    return Reply(
+        text="Which one did you mean?",
+        actions=tuple(Action(options[key], f"{verb} {key.split(':', 1)[1]}") for key in near[:5]),
+        ephemeral=True,
+    )
+
+
+async def done(req: "Request") -> Reply:
+    resolved = _resolve_item(req)
+    if isinstance(resolved, Reply):
+        return resolved
+    kind, item = resolved
+    name = req.content.path_steps[item].name if kind == STEP else req.content.courses[item].title
+    added = await req.store.mark_done(req.member, kind, item, req.now)
+    text = f"Marked done: {name}." if added else f"{name} was already marked done."
+    return Reply(text=text + " `progress` shows where you stand, `next` what comes next.", actions=(Action("Undo", f"undo {item}"),), ephemeral=True)
+
+
+async def undo(req: "Request") -> Reply:
+    resolved = _resolve_item(req)
+    if isinstance(resolved, Reply):
+        return resolved
+    kind, item = resolved
+    name = req.content.path_steps[item].name if kind == STEP else req.content.courses[item].title
+    removed = await req.store.undo(req.member, kind, item)
+    return Reply(text=f"Unmarked: {name}." if removed else f"{name} was not marked done.", ephemeral=True)
+
+
+async def streak(req: "Request") -> Reply:
+    weeks = await member_streak(req)
+    zone = await req.store.timezone(req.member)
+    text = f"{weeks} week(s) in a row with study activity (weeks in {zone})."
+    if weeks == 0:
+        text = "No streak yet: mark a step done or grade a practice card this week to start one."
+    return Reply(title="Your study streak", text=text, ephemeral=True)
+
+
+# --- practice -------------------------------------------------------------------------
+
+
+def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, now: dt.datetime, rng_choice) -> tuple[str, str]:
+    """(question id, why): due cards first, weakest (lowest ease) first; then a new card;
+    then the card due soonest, as an early review."""
+    pool = [q for q in content.questions.values() if topic is None or q.topic == topic]
+    due = sorted((cards[q.id] for q in pool if q.id in cards and cards[q.id].due_at <= now), key=lambda c: (c.ease, c.due_at))
+    if due:
+        return due[0].question_id, "due for review"
+    new = [q.id for q in pool if q.id not in cards]
+    if new:
+        return rng_choice(new), "new"
+    soonest = min((cards[q.id] for q in pool), key=lambda c: c.due_at)
+    return soonest.question_id, "nothing is due, so an early review"
+
+
+async def practice(req: "Request") -> Reply:
+    if req.args.get("mode") == "stats" or "stats" in req.route.leftover.split():
+        return await practice_stats(req)
+    c = req.content
+    topic = req.args.get("topic")
+    cards = {q: s for q, s in (await req.store.cards(req.member)).items() if q in c.questions}
+    question_id, why = pick_card(c, cards, topic, req.now, req.core.rng.choice)
+    await req.store.set_member_field(req.member, "current_card", question_id)
+    q = c.questions[question_id]
+    return Reply(
+        title=f"Practice: {c.topics[q.topic].name} ({why})",
+        text=q.question,
+        actions=(Action("Reveal answer", f"reveal {q.id}", "primary"),),
+        footer="Think it through, then `reveal` and grade yourself: again, hard, good or easy.",
+        sources=c.titles(q.source, q.prompted_by),
+        ephemeral=True,
+    )
+
+
+async def _current_card(req: "Request", verb: str) -> str | Reply:
+    current = await req.store.member_field(req.member, "current_card")
+    asked = req.args.get("card")
+    if asked and asked != current:
+        return Reply(text="You've already graded that card. Say `practice` for the next question.", ephemeral=True)
+    if current is None or current not in req.content.questions:
+        return Reply(text=f"There's no practice card to {verb}. Say `practice` (or `practice sql`, `practice mlops`, ...) to get one.", ephemeral=True)
+    return current
+
+
+async def reveal(req: "Request") -> Reply:
+    current = await _current_card(req, "reveal")
+    if isinstance(current, Reply):
+        return current
+    c = req.content
+    q = c.questions[current]
+    grades = tuple(Action(name.capitalize(), f"grade {name} {q.id}", "danger" if value == 1 else "secondary") for value, name in GRADE_NAMES.items())
+    return Reply(
+        title=q.question,
+        text=q.answer,
+        actions=grades,
+        footer="How well did you know it? Grade: again (1), hard (2), good (3), easy (4).",
+        sources=c.titles(q.source, q.prompted_by),
+        ephemeral=True,
+    )
+
+
+async def grade(req: "Request") -> Reply:
+    value = parse_grade(req.args.get("grade", ""))
+    words = req.message.text.split()
+    if value is None:
+        value = next((g for g in map(parse_grade, words[1:]) if g is not None), None)
+    if value is None:
+        return Reply(text="Grade with again, hard, good or easy (or 1-4), e.g. `grade good`.", ephemeral=True)
+    current = await _current_card(req, "grade")
+    if isinstance(current, Reply):
+        return current
+    cards = await req.store.cards(req.member)
+    state = schedule(cards.get(current), current, value, req.now)
+    if not await req.store.save_review(req.member, state, value, req.now, expected_card=current):
+        return Reply(text="You've already graded that card. Say `practice` for the next question.", ephemeral=True)
+    topic = req.content.questions[current].topic
+    when = state.due_at.astimezone(member_zone(await req.store.timezone(req.member))).strftime("%a %d %b")
+    return Reply(
+        text=f"Graded {GRADE_NAMES[value]}. You'll see this card again in {state.interval_days:g} day(s), on {when}.",
+        actions=(Action("Next question", f"practice {topic}", "primary"),),
+        ephemeral=True,
+    )
+
+
+async def practice_stats(req: "Request") -> Reply:
+    c = req.content
+    cards = {q: s for q, s in (await req.store.cards(req.member)).items() if q in c.questions}
+    grades = [(q, g) for q, g in await req.store.review_grades(req.member) if q in c.questions]
+    fields = []
+    for topic in c.topics.values():
+        total = sum(1 for q in c.questions.values() if q.topic == topic.id)
+        seen = [s for q, s in cards.items() if c.questions[q].topic == topic.id]
+        due = sum(1 for s in seen if s.due_at <= req.now)
+        topic_grades = [g for q, g in grades if c.questions[q].topic == topic.id]
+        retention = f", retention {sum(1 for g in topic_grades if g > 1) / len(topic_grades):.0%}" if topic_grades else ""
+        fields.append(Field(topic.name, f"{len(seen)} of {total} seen, {due} due{retention}"))
+    return Reply(title="Your practice by topic", fields=tuple(fields), ephemeral=True)
+
+
+# --- privacy --------------------------------------------------------------------------
+
+
+async def mydata(req: "Request") -> Reply:
+    data = await req.store.export(req.member)
+    if not data:
+        return Reply(text="I have nothing stored about you.", ephemeral=True)
+    return Reply(title="Everything stored about you", text=json.dumps(data, indent=1, default=str), footer="`forget me` deletes it all.", ephemeral=True)
+
+
+async def forget(req: "Request") -> Reply:
+    confirm = req.args.get("confirm")
+    if confirm == "yes":
+        rows = await req.store.forget(req.member)
+        return Reply(text=f"Done: I deleted everything stored about you ({rows} records). Nothing of yours is left.", ephemeral=True)
+    if confirm == "no":
+        return Reply(text="Okay, nothing was deleted.", ephemeral=True)
+    await req.store.set_pending_action(req.member, "forget")
+    return Reply(
+        text="This deletes your progress, practice history, streak and settings for good. Reply `yes` to confirm or `no` to keep them.",
+        actions=(Action("Yes, delete everything", "forget yes", "danger"), Action("No, keep it", "forget no")),
+        ephemeral=True,
+    )
+
+
+# --- admins ---------------------------------------------------------------------------
+
+
+async def unanswered(req: "Request") -> Reply:
+    limit = int(req.args["count"]) if req.args.get("count", "").isdigit() else 10
+    limit = next((int(w) for w in req.message.text.split() if w.isdigit()), limit)
+    rows = await req.store.unanswered(max(1, min(limit, 50)))
+    if not rows:
+        return Reply(text="No unanswered questions recorded yet.", ephemeral=True)
+    items = tuple(f"{count}x \"{quote(text, 80)}\" (last {seen:%Y-%m-%d})" for text, count, seen in rows)
+    return Reply(title="Questions I couldn't answer", items=items, footer="Add content for the common ones, then `reload`.", ephemeral=True)
+
+
+async def stats(req: "Request") -> Reply:
+    data = await req.store.stats(req.now - dt.timedelta(days=7))
+    top = ", ".join(f"{name} ({n})" for name, n in data["top_commands"]) or "none yet"
+    return Reply(
+        title="Bot usage",
+        fields=(
+            Field("Members", str(data["members"])),
+            Field("Active in the last 7 days", str(data["active_this_week"])),
+            Field("Practice cards graded", str(data["cards_graded"])),
+            Field("Top commands", top),
+        ),
+        ephemeral=True,
+    )
+
+
+async def reload(req: "Request") -> Reply:
+    problems = req.core.reload()
+    if problems:
+        return Reply(title="Content not reloaded: the old content keeps serving", items=tuple(problems[:20]), ephemeral=True)
+    return Reply(text="Content reloaded.", ephemeral=True)
+
+
+def _items(c: Content) -> list[Choice]:
+    return [Choice(s.id, f"Step: {s.name}") for s in c.path_steps.values()] + [Choice(x.id, f"Course: {x.title}") for x in c.courses.values()]
+
+
+def _topics(c: Content) -> list[Choice]:
+    return [Choice(t.id, t.name) for t in c.topics.values()]
+
+
+PERSONAL = dict(personal=True, needs_store=True, group="Your progress")
+ADMIN = dict(admin=True, needs_store=True, group="Admins")
+
+SPECS = [
+    CommandSpec("progress", "Your path steps, courses, practice and streak.", progress, aliases=("status",),
+                keywords=("my progress", "progress", "where do i stand", "how am i doing", "what have i done"), examples=("progress",), **PERSONAL),
+    CommandSpec("next", "Your next path step, its course and one thing to do this week.", next_step, aliases=("todo",),
+                keywords=("what next", "what should i do next", "next step", "what now", "what should i study"), examples=("next",), **PERSONAL),
+    CommandSpec("done", "Mark a path step or course done.", done,
+                params=(Param("item", "A path step or course", choices=_items, required=True, rest=True),),
+                aliases=("finished", "completed", "complete"),
+                keywords=("finished", "i finished", "completed", "i completed", "done with", "i am done", "im done", "i did", "passed", "wrapped up"),
+                signals={"step": 1, "course": 1}, requires=("step", "course"), examples=("done python fundamentals", "I finished the regression course"), **PERSONAL),
+    CommandSpec("undo", "Unmark a path step or course.", undo,
+                params=(Param("item", "A path step or course", choices=_items, required=True, rest=True),),
+                aliases=("unmark", "undone"), keywords=("not done", "unmark", "undo"), signals={"step": 1, "course": 1},
+                requires=("step", "course"), examples=("undo python fundamentals",), **PERSONAL),
+    CommandSpec("practice", "An interview question, due and weak cards first (spaced repetition).", practice,
+                params=(Param("topic", "Question topic", kind="topic", choices=_topics),
+                        Param("mode", "`stats` for your practice statistics", choices=lambda c: [Choice("stats", "My practice stats")])),
+                aliases=("quiz", "drill"),
+                keywords=("practice", "practise", "quiz me", "ask me", "test me", "interview question", "question", "questions", "flashcard", "flashcards"),
+                signals={"topic": 1}, examples=("practice sql", "ask me an ML interview question", "practice stats"), **PERSONAL),
+    CommandSpec("reveal", "Show the model answer to your current practice card.", reveal,
+                params=(Param("card", "The card id"),), aliases=("answer",), keywords=("show the answer", "reveal", "show answer"), **PERSONAL),
+    CommandSpec("grade", "Grade your current card: again, hard, good or easy (1-4).", grade,
+                params=(Param("grade", "again, hard, good or easy", choices=lambda c: [Choice(n, n) for n in GRADE_NAMES.values()], required=True),
+                        Param("card", "The card id")),
+                aliases=("rate",), whole=("again", "hard", "good", "easy", "1", "2", "3", "4"), **PERSONAL),
+    CommandSpec("streak", "Weeks in a row you studied.", streak, keywords=("streak", "my streak", "weeks in a row"), examples=("streak",), **PERSONAL),
+    CommandSpec("mydata", "Everything stored about you, as JSON.", mydata, aliases=("my-data", "export"),
+                keywords=("my data", "what do you store", "store about me", "stored about me", "data about me", "what do you know about me", "export my data", "gdpr"), examples=("mydata",), **PERSONAL),
+    CommandSpec("forget", "Delete everything stored about you (asks first).", forget,
+                params=(Param("confirm", "yes to confirm"),), aliases=("forget-me", "delete-me"),
+                keywords=("forget me", "delete my data", "erase my data", "remove my data", "delete me", "delete everything"), examples=("forget me",), **PERSONAL),
+    CommandSpec("unanswered", "The questions members asked that I couldn't answer.", unanswered,
+                params=(Param("count", "How many (default 10)"),), examples=("unanswered 20",), **ADMIN),
+    CommandSpec("stats", "Members, weekly activity, cards graded, top commands.", stats, examples=("stats",), **ADMIN),
+    CommandSpec("reload", "Reload content; a bad edit keeps the old content serving.", reload, examples=("reload",), **ADMIN),
+]

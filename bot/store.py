@@ -1,0 +1,435 @@
+"""Member progress in SQLite (aiosqlite): path steps and courses done, practice cards,
+activity for streaks, usage for admins, and conversation state.
+
+One connection does every read and write, so writes never race inside a process;
+across processes `BEGIN IMMEDIATE` plus `busy_timeout` queue writers instead of failing.
+WAL with `synchronous=FULL`: a commit the member saw confirmed survives `kill -9` and
+power loss. SQL stays portable (no SQLite-only types in the interface) so the same
+`Store` can be served from PostgreSQL later.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import aiosqlite
+
+from bot.core import UserError
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class StoreError(UserError):
+    """The database can't be used; the message names the path and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    question_id: str
+    ease: float
+    interval_days: float
+    repetitions: int
+    due_at: dt.datetime
+    reviews: int
+    lapses: int
+    last_grade: int | None
+
+
+# Ordered migrations: index + 1 is the schema version they produce. Never edit one that
+# has shipped; add a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "members, progress, practice cards, activity, usage",
+        """
+        CREATE TABLE members (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            timezone TEXT NOT NULL DEFAULT 'UTC',
+            created_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            pending_action TEXT,
+            current_card TEXT,
+            UNIQUE (platform, user_id)
+        );
+        CREATE TABLE progress (
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            done_at TEXT NOT NULL,
+            PRIMARY KEY (member_id, kind, item_id)
+        );
+        CREATE TABLE cards (
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            question_id TEXT NOT NULL,
+            ease REAL NOT NULL,
+            interval_days REAL NOT NULL,
+            repetitions INTEGER NOT NULL,
+            due_at TEXT NOT NULL,
+            reviews INTEGER NOT NULL,
+            lapses INTEGER NOT NULL,
+            last_grade INTEGER,
+            PRIMARY KEY (member_id, question_id)
+        );
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            question_id TEXT NOT NULL,
+            grade INTEGER NOT NULL,
+            reviewed_at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_member ON reviews (member_id, reviewed_at);
+        CREATE TABLE activity (
+            id INTEGER PRIMARY KEY,
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX activity_member ON activity (member_id, at);
+        CREATE TABLE command_log (
+            id INTEGER PRIMARY KEY,
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            command TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX command_log_at ON command_log (at);
+        CREATE TABLE unanswered (
+            text TEXT PRIMARY KEY,
+            count INTEGER NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def split_member(key: str) -> tuple[str, str]:
+    platform, _, user = key.partition(":")
+    if not platform or not user:
+        raise ValueError(f"member key '{key}' must look like platform:user")
+    return platform, user
+
+
+class Store:
+    """The store interface, served here by SQLite."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(self._explain(exc)) from None
+        try:
+            self._db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreError(self._explain(exc)) from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    def _explain(self, exc: BaseException) -> str:
+        text = str(exc).lower()
+        if "not a database" in text or "malformed" in text:
+            return f"The database file {self.path} is not a SQLite database (or is damaged). Point MLBOT_DB or --db at another file, or move this one away."
+        if "locked" in text or "busy" in text:
+            return f"The database {self.path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s. Try again in a moment; if it persists, stop the other mlbot process."
+        if "readonly" in text or "unable to open" in text or "permission" in text or "read-only" in text:
+            return f"Can't write the database {self.path}. Check that its folder exists and is writable, or point MLBOT_DB or --db elsewhere."
+        return f"The database {self.path} can't be used ({exc}). Point MLBOT_DB or --db at another file."
+
+    async def _migrate(self) -> None:
+        db = self._conn
+        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"The database {self.path} was made by a newer mlbot (schema {version}, this one knows {len(MIGRATIONS)}). Upgrade mlbot or use another file."
+            )
+        for number, (_, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                current = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+                if current < number:  # another process may have migrated meanwhile
+                    await _run_script(db, sql)
+                    await db.execute(f"PRAGMA user_version = {number}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"The database {self.path} is not open.")
+        return self._db
+
+    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        """Run `work` in one immediate transaction: all of it lands, or none."""
+        db = self._conn
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
+        try:
+            result = await work(db)
+            await db.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            await db.execute("ROLLBACK")
+            raise StoreError(self._explain(exc)) from None
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            cursor = await self._conn.execute(sql, params)
+            return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
+
+    # --- members ----------------------------------------------------------------------
+
+    async def _member_id(self, db: aiosqlite.Connection, key: str, now: dt.datetime | None = None) -> int:
+        platform, user = split_member(key)
+        stamp = iso(now or dt.datetime.now(dt.timezone.utc))
+        await db.execute(
+            "INSERT INTO members (platform, user_id, created_at, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (platform, user_id) DO UPDATE SET last_seen = excluded.last_seen",
+            (platform, user, stamp, stamp),
+        )
+        row = await (await db.execute("SELECT id FROM members WHERE platform = ? AND user_id = ?", (platform, user))).fetchone()
+        return row[0]
+
+    async def _existing_id(self, key: str) -> int | None:
+        platform, user = split_member(key)
+        rows = await self._read("SELECT id FROM members WHERE platform = ? AND user_id = ?", (platform, user))
+        return rows[0][0] if rows else None
+
+    async def member_field(self, key: str, column: str) -> Any:
+        if column not in ("timezone", "pending_action", "current_card", "created_at", "last_seen"):
+            raise ValueError(column)
+        platform, user = split_member(key)
+        rows = await self._read(f"SELECT {column} FROM members WHERE platform = ? AND user_id = ?", (platform, user))
+        return rows[0][0] if rows else None
+
+    async def set_member_field(self, key: str, column: str, value: Any) -> None:
+        if column not in ("timezone", "pending_action", "current_card"):
+            raise ValueError(column)
+
+        async def work(db: aiosqlite.Connection) -> None:
+            member = await self._member_id(db, key)
+            await db.execute(f"UPDATE members SET {column} = ? WHERE id = ?", (value, member))
+
+        await self._write(work)
+
+    async def timezone(self, key: str) -> str:
+        return await self.member_field(key, "timezone") or "UTC"
+
+    async def pending_action(self, key: str) -> str | None:
+        return await self.member_field(key, "pending_action")
+
+    async def set_pending_action(self, key: str, action: str | None) -> None:
+        await self.set_member_field(key, "pending_action", action)
+
+    # --- progress ---------------------------------------------------------------------
+
+    async def mark_done(self, key: str, kind: str, item: str, now: dt.datetime) -> bool:
+        """Record `item` done; False when it already was."""
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            member = await self._member_id(db, key, now)
+            cursor = await db.execute(
+                "INSERT INTO progress (member_id, kind, item_id, done_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (member, kind, item, iso(now)),
+            )
+            if cursor.rowcount == 0:
+                return False
+            await db.execute("INSERT INTO activity (member_id, kind, at) VALUES (?, ?, ?)", (member, f"done:{kind}", iso(now)))
+            return True
+
+        return await self._write(work)
+
+    async def undo(self, key: str, kind: str, item: str) -> bool:
+        async def work(db: aiosqlite.Connection) -> bool:
+            member = await self._member_id(db, key)
+            cursor = await db.execute("DELETE FROM progress WHERE member_id = ? AND kind = ? AND item_id = ?", (member, kind, item))
+            return cursor.rowcount > 0
+
+        return await self._write(work)
+
+    async def done_items(self, key: str) -> dict[str, dict[str, dt.datetime]]:
+        """kind -> item id -> when it was done."""
+        platform, user = split_member(key)
+        rows = await self._read(
+            "SELECT p.kind, p.item_id, p.done_at FROM progress p JOIN members m ON m.id = p.member_id "
+            "WHERE m.platform = ? AND m.user_id = ?",
+            (platform, user),
+        )
+        out: dict[str, dict[str, dt.datetime]] = {}
+        for kind, item, at in rows:
+            out.setdefault(kind, {})[item] = parse_time(at)
+        return out
+
+    async def activity_times(self, key: str) -> list[dt.datetime]:
+        platform, user = split_member(key)
+        rows = await self._read(
+            "SELECT a.at FROM activity a JOIN members m ON m.id = a.member_id WHERE m.platform = ? AND m.user_id = ? ORDER BY a.at",
+            (platform, user),
+        )
+        return [parse_time(r[0]) for r in rows]
+
+    # --- practice ---------------------------------------------------------------------
+
+    async def cards(self, key: str) -> dict[str, CardState]:
+        platform, user = split_member(key)
+        rows = await self._read(
+            "SELECT c.question_id, c.ease, c.interval_days, c.repetitions, c.due_at, c.reviews, c.lapses, c.last_grade "
+            "FROM cards c JOIN members m ON m.id = c.member_id WHERE m.platform = ? AND m.user_id = ?",
+            (platform, user),
+        )
+        return {r[0]: CardState(r[0], r[1], r[2], r[3], parse_time(r[4]), r[5], r[6], r[7]) for r in rows}
+
+    async def save_review(self, key: str, state: CardState, grade: int, now: dt.datetime, *, expected_card: str) -> bool:
+        """Store the new schedule and the review, and clear the current card, atomically.
+        False (nothing written) when `expected_card` is no longer the member's current
+        card: a double click or a second process got there first."""
+
+        async def work(db: aiosqlite.Connection) -> bool:
+            member = await self._member_id(db, key, now)
+            current = await (await db.execute("SELECT current_card FROM members WHERE id = ?", (member,))).fetchone()
+            if current[0] != expected_card:
+                return False
+            await db.execute(
+                "INSERT INTO cards (member_id, question_id, ease, interval_days, repetitions, due_at, reviews, lapses, last_grade) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id, question_id) DO UPDATE SET "
+                "ease = excluded.ease, interval_days = excluded.interval_days, repetitions = excluded.repetitions, "
+                "due_at = excluded.due_at, reviews = excluded.reviews, lapses = excluded.lapses, last_grade = excluded.last_grade",
+                (member, state.question_id, state.ease, state.interval_days, state.repetitions, iso(state.due_at), state.reviews, state.lapses, grade),
+            )
+            await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
+            await db.execute("INSERT INTO activity (member_id, kind, at) VALUES (?, 'review', ?)", (member, iso(now)))
+            await db.execute("UPDATE members SET current_card = NULL WHERE id = ?", (member,))
+            return True
+
+        return await self._write(work)
+
+    async def review_grades(self, key: str) -> list[tuple[str, int]]:
+        platform, user = split_member(key)
+        return [
+            (r[0], r[1])
+            for r in await self._read(
+                "SELECT r.question_id, r.grade FROM reviews r JOIN members m ON m.id = r.member_id WHERE m.platform = ? AND m.user_id = ?",
+                (platform, user),
+            )
+        ]
+
+    # --- usage and admin --------------------------------------------------------------
+
+    async def record_command(self, key: str, command: str, now: dt.datetime) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            member = await self._member_id(db, key, now)
+            await db.execute("INSERT INTO command_log (member_id, command, at) VALUES (?, ?, ?)", (member, command, iso(now)))
+
+        await self._write(work)
+
+    async def record_unanswered(self, text: str, now: dt.datetime) -> None:
+        """Count a question the router could not answer, normalised and without who asked."""
+        normal = " ".join(text.lower().split())[:200]
+        if not normal:
+            return
+
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO unanswered (text, count, last_seen) VALUES (?, 1, ?) "
+                "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen",
+                (normal, iso(now)),
+            )
+
+        await self._write(work)
+
+    async def unanswered(self, limit: int) -> list[tuple[str, int, dt.datetime]]:
+        rows = await self._read("SELECT text, count, last_seen FROM unanswered ORDER BY count DESC, last_seen DESC LIMIT ?", (limit,))
+        return [(r[0], r[1], parse_time(r[2])) for r in rows]
+
+    async def stats(self, since: dt.datetime) -> dict[str, Any]:
+        members = (await self._read("SELECT COUNT(*) FROM members"))[0][0]
+        active = (await self._read("SELECT COUNT(DISTINCT member_id) FROM command_log WHERE at >= ?", (iso(since),)))[0][0]
+        graded = (await self._read("SELECT COUNT(*) FROM reviews"))[0][0]
+        top = await self._read("SELECT command, COUNT(*) AS n FROM command_log GROUP BY command ORDER BY n DESC, command LIMIT 10")
+        return {"members": members, "active_this_week": active, "cards_graded": graded, "top_commands": [(r[0], r[1]) for r in top]}
+
+    # --- privacy ----------------------------------------------------------------------
+
+    async def export(self, key: str) -> dict[str, Any]:
+        """Every row stored about the member, as plain JSON-able data."""
+        member = await self._existing_id(key)
+        if member is None:
+            return {}
+        out: dict[str, Any] = {}
+        for table, where in (("members", "id"), *((t, "member_id") for t in PERSONAL_TABLES)):
+            cursor = await self._conn.execute(f"SELECT * FROM {table} WHERE {where} = ?", (member,))
+            columns = [c[0] for c in cursor.description]
+            out[table] = [dict(zip(columns, row)) for row in await cursor.fetchall()]
+        return out
+
+    async def forget(self, key: str) -> int:
+        """Delete every row of the member; returns how many rows went."""
+        member = await self._existing_id(key)
+        if member is None:
+            return 0
+
+        async def work(db: aiosqlite.Connection) -> int:
+            total = 0
+            for table in PERSONAL_TABLES:
+                total += (await db.execute(f"DELETE FROM {table} WHERE member_id = ?", (member,))).rowcount
+            total += (await db.execute("DELETE FROM members WHERE id = ?", (member,))).rowcount
+            return total
+
+        return await self._write(work)
+
+
+PERSONAL_TABLES = ("progress", "cards", "reviews", "activity", "command_log")
+
+
+async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
+    """Run a migration's statements one by one inside the open transaction
+    (`executescript` would commit first)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            await db.execute(statement)
+
+
+@asynccontextmanager
+async def open_store(path: str) -> AsyncIterator[Store]:
+    store = Store(path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real content, a core over a real SQLite file, a settable clock."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bot.content import Content, load_content
+from bot.core import Core
+from bot.messages import Message
+from bot.replies import Reply, render_text
+from bot.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: dt.datetime):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def content() -> Content:
+    return load_content(ROOT / "content")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc))
+
+
+@pytest.fixture
+async def store(tmp_path):
+    async with open_store(str(tmp_path / "mlbot.sqlite3")) as s:
+        yield s
+
+
+@pytest.fixture
+def core(content, store, clock) -> Core:
+    import random
+
+    return Core(content, store=store, clock=clock, rng=random.Random(7))
+
+
+@pytest.fixture
+def ask(core):
+    """Send a message as a member and get the reply's plain text."""
+
+    async def ask(text: str, user: str = "alice", **kw) -> str:
+        return render_text(await core.handle(Message("console", user, text, **kw)))
+
+    return ask
+
+
+@pytest.fixture
+def ask_reply(core):
+    async def ask_reply(text: str, user: str = "alice", **kw) -> Reply:
+        return await core.handle(Message("console", user, text, **kw))
+
+    return ask_reply
