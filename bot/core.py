@@ -120,9 +120,9 @@ class Core:
         assert spec is not None
         if spec.admin and not message.is_admin:
             return Reply(text=f"`{spec.name}` is for admins only.", ephemeral=True, command=spec.name)
-        reply = await spec.handler(Request(message, route, dict(route.args), self))
-        if self.store is not None:
+        if self.store is not None:  # before the handler, so `forget me` erases this row too
             await self.store.record_command(message.member_key, spec.name, self.clock())
+        reply = await spec.handler(Request(message, route, dict(route.args), self))
         if spec.personal and not reply.ephemeral:
             reply = dataclasses.replace(reply, ephemeral=True)
         if not reply.command:

@@ -151,8 +151,8 @@ class Router:
             return Route(whole.name, {p.name: words[0] for p in whole.params[:1]}, score=100)
         spec = self._registry.get(words[0]) if words[0] in self._words else None
         if spec is not None:
-            explicit = self._explicit(spec, words[1:])
-            if not explicit.leftover:
+            explicit = self._explicit(spec, words[1:], text.split()[1:])
+            if not explicit.leftover or any(p.kind is None for p in spec.params):
                 return explicit
         found, _ = self.entities(words)
         best = self._best(found)
@@ -160,9 +160,14 @@ class Router:
             return explicit
         return best
 
-    def _explicit(self, spec: CommandSpec, rest: list[str]) -> Route:
+    def _explicit(self, spec: CommandSpec, rest: list[str], raw: list[str]) -> Route:
+        """A command line. Parameters with an entity kind take the entities mentioned;
+        the others take the raw words in order (`grade good overfitting-basics`)."""
         found, explained = self.entities(rest)
         args = self._fill(spec, found)
+        positional = [p for p in spec.params if p.kind is None and not p.rest]
+        for param, word in zip(positional, raw):
+            args[param.name] = word.strip(".,!?\"'").lower()
         leftover = [w for i, w in enumerate(rest) if i not in explained and w not in STOPWORDS]
         rest_param = next((p for p in spec.params if p.rest), None)
         if rest_param is not None and rest and rest_param.name not in args:
@@ -181,23 +186,26 @@ class Router:
             else:
                 bonus[entity.kind] = bonus.get(entity.kind, 0) + entity.size - 1
         best: tuple[int, CommandSpec] | None = None
+        nearest: tuple[int, CommandSpec] | None = None  # ignoring `requires`: for "did you mean"
         for spec in self._commands:
-            score = self._score(spec, distinct, bonus, keyword_score.get(spec.name, 0))
+            keywords = keyword_score.get(spec.name, 0)
+            score = self._score(spec, distinct, bonus, keywords)
             if score and (best is None or score > best[0]):
                 best = (score, spec)
-        if best is None:
-            return Route(FALLBACK, entities=tuple(found))
+            loose = self._score(spec, distinct, bonus, keywords, strict=False)
+            if loose and (nearest is None or loose > nearest[0]):
+                nearest = (loose, spec)
+        if best is None or best[0] < MIN_SCORE:
+            return Route(FALLBACK, entities=tuple(found), guess=nearest[1].name if nearest else None)
         score, spec = best
-        if score < MIN_SCORE:
-            return Route(FALLBACK, entities=tuple(found), score=score, guess=spec.name)
         return Route(spec.name, self._fill(spec, found), tuple(found), score=score)
 
     @staticmethod
-    def _score(spec: CommandSpec, distinct: dict[str, int], bonus: dict[str, int], keywords: int) -> int:
+    def _score(spec: CommandSpec, distinct: dict[str, int], bonus: dict[str, int], keywords: int, strict: bool = True) -> int:
         """Keyword points (3 for a word, one more per extra word of a phrase), plus the
         command's weight for each distinct entity of a kind it cares about, plus one per
         extra word of those entities. Ties go to the command registered first."""
-        if spec.requires and not any(keywords if k == KEYWORD else distinct.get(k) for k in spec.requires):
+        if strict and spec.requires and not any(keywords if k == KEYWORD else distinct.get(k) for k in spec.requires):
             return 0
         return keywords + sum(weight * distinct.get(kind, 0) + bonus.get(kind, 0) for kind, weight in spec.signals.items())
 

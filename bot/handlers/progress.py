@@ -187,7 +187,7 @@ def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, 
 
 
 async def practice(req: "Request") -> Reply:
-    if req.args.get("mode") == "stats" or "stats" in req.route.leftover.split():
+    if req.args.get("mode") == "stats" or "stats" in req.message.text.lower().split()[1:]:
         return await practice_stats(req)
     c = req.content
     topic = req.args.get("topic")

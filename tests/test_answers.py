@@ -1,0 +1,132 @@
+"""What members read: facts with their sources, side by side where articles disagree,
+and sensible replies to anything, hostile input included."""
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core import Core
+from bot.messages import Message
+from bot.replies import render_text, split_text
+
+
+async def test_salary_shows_both_articles_side_by_side(ask) -> None:
+    text = await ask("what do entry level ML engineers earn?")
+    assert "$100,000-$130,000" in text and "$110,000-$135,000" in text
+    assert "How to Become a Machine Learning Engineer (2026 Guide)" in text
+    assert "Skills, Salary and the Courses" in text
+
+
+async def test_years_map_to_levels(ask) -> None:
+    text = await ask("salary with 3 years of experience")
+    assert "Mid level" in text and "$140,000-$170,000" in text
+
+
+async def test_two_years_shows_where_articles_disagree(ask) -> None:
+    text = await ask("I have 2 years experience, what salary?")
+    assert "Entry level / Mid level" in text and "draw the line differently" in text
+
+
+async def test_europe_gives_the_rule_not_invented_figures(ask) -> None:
+    text = await ask("what do senior ML engineers earn in Europe?")
+    assert "30-50% lower" in text and "no Europe figures" in text
+
+
+async def test_software_engineer_gap(ask) -> None:
+    text = await ask("ml engineer vs software engineer pay")
+    assert "$30,000" in text and "$155,000" in text
+
+
+async def test_compare_uses_both_tables(ask) -> None:
+    text = await ask("ml engineer vs data scientist")
+    assert "ML engineer vs data scientist vs data engineer" in text
+    assert "ML engineer vs data scientist vs AI engineer" in text
+
+
+async def test_course_detail(ask) -> None:
+    text = await ask("Production Machine Learning Systems")
+    assert "9.7" in text and "Coursera" in text and "Production skills" in text
+
+
+async def test_unknown_course_suggests_closest(ask) -> None:
+    text = await ask("course regresion analysis")
+    assert "Machine Learning: Regression" in text
+
+
+async def test_timeline_from_scratch_shows_both_sources(ask) -> None:
+    text = await ask("how long if I'm starting from scratch")
+    assert "18-24 months" in text and "12-24 months" in text
+
+
+async def test_fallback_offers_examples(ask) -> None:
+    text = await ask("tell me a joke about cats")
+    assert "Try asking" in text and "help" in text
+
+
+async def test_every_factual_reply_names_a_source(core) -> None:
+    for text in ("salary", "role", "compare mle ds", "interview tips", "courses", "certifications", "path", "timeline", "do I need a degree"):
+        reply = await core.handle(Message("console", "s", text))
+        assert reply.sources, text
+
+
+async def test_help_is_generated_from_the_registry(core) -> None:
+    text = render_text(await core.handle(Message("console", "h", "help")))
+    for spec in core.registry:
+        if not spec.admin:
+            assert f"`{spec.usage()}`" in text
+
+
+def test_registry_refuses_duplicate_words() -> None:
+    import pytest
+
+    from bot.commands import CommandSpec, Registry
+
+    registry = Registry()
+
+    async def handler(req):  # pragma: no cover - never called
+        raise AssertionError
+
+    registry.add(CommandSpec("salary", "s", handler, aliases=("pay",)))
+    with pytest.raises(ValueError, match="already used"):
+        registry.add(CommandSpec("wage", "w", handler, aliases=("pay",)))
+
+
+async def test_mentions_are_never_echoed(ask) -> None:
+    for text in ("@everyone course <!channel> foo", "course @here bar", "role <@U123> x"):
+        out = await ask(text)
+        assert "@everyone" not in out and "<!channel>" not in out and "@here" not in out and "<@U123>" not in out
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet=string.printable, max_size=200),
+    st.sampled_from(["", " ", "\x00\x01\x1b[31m", "🙂" * 500, "a" * 20_000, "**salary**", "`rm -rf`", "@everyone salary", "<!here> help", "Gehalt Senior Europa", "给我工资"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=HOSTILE)
+def test_any_input_gets_a_reply_and_never_pings(content, text: str) -> None:
+    """Empty, huge, control characters, emoji, other languages, markdown: always a reply,
+    never an error, and never a live @everyone/@here/<!channel>."""
+    import asyncio
+
+    core = Core(content)
+    reply = asyncio.run(core.handle(Message("console", "fuzz", text)))
+    out = render_text(reply)
+    assert out and "went wrong" not in out
+    assert "@everyone" not in out and "@here" not in out and "<!channel>" not in out and "<!here>" not in out
+
+
+@given(st.text(min_size=0, max_size=3000), st.integers(min_value=20, max_value=500))
+def test_split_text_keeps_every_word_within_the_limit(text: str, limit: int) -> None:
+    chunks = split_text(text, limit)
+    assert all(len(c) <= limit for c in chunks)
+    assert "".join("".join(c.split()) for c in chunks) == "".join(text.split())  # nothing lost
+
+
+def test_split_text_prefers_sentence_boundaries() -> None:
+    text = "First sentence is here. Second sentence is here. Third one."
+    assert split_text(text, 30) == ["First sentence is here.", "Second sentence is here.", "Third one."]

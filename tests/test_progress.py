@@ -1,0 +1,181 @@
+"""Progress, practice, streaks and privacy, through the core and through `mlbot ask`."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bot.streaks import weekly_streak
+
+
+async def test_done_then_progress_and_next(ask) -> None:
+    assert "Marked done: Python fundamentals" in await ask("done with python fundamentals")
+    text = await ask("progress")
+    assert "[x] Python fundamentals" in text and "[ ] Statistics and linear algebra" in text
+    nxt = await ask("next")
+    assert "Next: Statistics and linear algebra" in nxt and "This week" in nxt
+
+
+async def test_free_text_course_done_and_undo(ask) -> None:
+    assert "Marked done: Machine Learning: Regression" in await ask("I finished the regression course")
+    assert "Machine Learning: Regression" in await ask("progress")
+    assert "Unmarked" in await ask("undo regression course")
+
+
+async def test_next_names_the_course_that_serves_the_step(ask) -> None:
+    await ask("done python fundamentals")
+    await ask("done statistics and linear algebra")
+    text = await ask("next")
+    assert "Core ML algorithms" in text and "Structuring Machine Learning Projects" in text
+
+
+async def test_ambiguous_item_asks_which(ask_reply) -> None:
+    reply = await ask_reply("done production")
+    assert "Which one" in reply.text and len(reply.actions) == 2
+
+
+async def test_typo_item_resolves(ask) -> None:
+    assert "Marked done: Deep learning" in await ask("done deep lerning")
+
+
+async def test_personal_replies_are_ephemeral(ask_reply) -> None:
+    for text in ("progress", "next", "practice", "mydata", "streak"):
+        assert (await ask_reply(text)).ephemeral, text
+    assert not (await ask_reply("salary")).ephemeral
+
+
+async def test_practice_reveal_grade_and_double_click(ask_reply, clock) -> None:
+    card = await ask_reply("practice sql")
+    assert card.text.endswith("?") and card.actions[0].command.startswith("reveal ")
+    qid = card.actions[0].command.split()[1]
+    revealed = await ask_reply(card.actions[0].command)
+    assert [a.label for a in revealed.actions] == ["Again", "Hard", "Good", "Easy"]
+    graded = await ask_reply(f"grade good {qid}")
+    assert "again in 1 day(s)" in graded.text
+    second_click = await ask_reply(f"grade good {qid}")
+    assert "already graded" in second_click.text and second_click.ephemeral
+
+
+async def test_grade_without_a_card_says_how_to_get_one(ask) -> None:
+    assert "Say `practice`" in await ask("grade good")
+
+
+async def test_due_weak_cards_come_first(ask_reply, clock) -> None:
+    first = await ask_reply("practice sql")
+    qid = first.actions[0].command.split()[1]
+    await ask_reply("reveal")
+    await ask_reply("again")
+    clock.advance(days=1, minutes=1)
+    again = await ask_reply("practice sql")
+    assert again.actions[0].command == f"reveal {qid}" and "due for review" in again.title
+
+
+async def test_current_card_survives_a_restart(content, store, clock, tmp_path) -> None:
+    from bot.core import Core
+    from bot.messages import Message
+    from bot.store import open_store
+
+    card = await Core(content, store=store, clock=clock).handle(Message("console", "r", "practice"))
+    async with open_store(store.path) as reopened:
+        revealed = await Core(content, store=reopened, clock=clock).handle(Message("console", "r", "reveal"))
+    assert revealed.title == card.text
+
+
+async def test_practice_stats_by_topic(ask) -> None:
+    await ask("practice sql")
+    await ask("reveal")
+    await ask("good")
+    text = await ask("practice stats")
+    assert "SQL" in text and "1 of" in text and "retention 100%" in text
+
+
+async def test_streak_counts_iso_weeks(ask, clock) -> None:
+    await ask("done python fundamentals")
+    clock.advance(days=7)
+    await ask("done deep learning")
+    assert "2 week(s) in a row" in await ask("streak")
+    clock.advance(days=14)
+    assert "No streak yet" in await ask("streak")
+
+
+def test_streak_uses_the_member_timezone_across_dst() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # Sunday 2026-03-29 is the spring DST change in Berlin. 23:30 UTC on Sunday is
+    # already Monday 01:30 in Berlin (a new ISO week there, the same week in UTC).
+    sunday_utc = dt.datetime(2026, 3, 29, 23, 30, tzinfo=dt.timezone.utc)
+    earlier = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 3, 31, 12, 0, tzinfo=dt.timezone.utc)
+    assert weekly_streak([earlier, sunday_utc], berlin, now) == 2
+    assert weekly_streak([earlier, sunday_utc], ZoneInfo("UTC"), now) == 1
+    # Autumn change (2026-10-25): a week of 169 hours still counts once.
+    oct_dates = [dt.datetime(2026, 10, d, 12, tzinfo=dt.timezone.utc) for d in (20, 26)]
+    assert weekly_streak(oct_dates, berlin, dt.datetime(2026, 10, 27, tzinfo=dt.timezone.utc)) == 2
+
+
+async def test_mydata_is_json_of_everything(ask_reply) -> None:
+    await ask_reply("done python fundamentals")
+    reply = await ask_reply("mydata")
+    data = json.loads(reply.text)
+    assert data["progress"][0]["item_id"] == "python-fundamentals" and reply.ephemeral
+
+
+async def test_forget_me_asks_first(ask) -> None:
+    await ask("done python fundamentals")
+    assert "Reply `yes`" in await ask("forget me")
+    assert "nothing was deleted" in await ask("no")
+    assert "[x] Python fundamentals" in await ask("progress")
+
+
+async def test_admin_commands(ask) -> None:
+    await ask("tell me a joke about cats", user="u1")
+    await ask("Tell me a joke   about cats", user="u2")
+    assert "admins only" in await ask("unanswered")
+    text = await ask("unanswered", is_admin=True)
+    assert '2x "tell me a joke about cats"' in text and "u1" not in text
+    stats = await ask("stats", is_admin=True)
+    assert "Members" in stats and "Top commands" in stats
+
+
+async def test_renamed_step_keeps_progress(content, store, clock) -> None:
+    """Progress stored under an old step id shows under the step that replaced it."""
+    import dataclasses
+
+    from bot.handlers.progress import visible_done
+
+    step = content.path_steps["python-fundamentals"]
+    renamed = dataclasses.replace(content, path_steps={**content.path_steps, "python-fundamentals": dataclasses.replace(step, renamed_from=("python-basics",))})
+    steps, _ = visible_done(renamed, {"step": {"python-basics": clock()}, "course": {"gone-course": clock()}})
+    assert steps == ["python-fundamentals"]
+
+
+def _mlbot(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLBOT_DB=str(db))
+    return subprocess.run([sys.executable, "-m", "bot", "ask", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_cli_contract_across_processes(tmp_path: Path) -> None:
+    db = tmp_path / "cli.sqlite3"
+    assert "Marked done" in _mlbot(db, "--user", "U", "done python fundamentals").stdout
+    assert "[x] Python fundamentals" in _mlbot(db, "--user", "U", "progress").stdout
+    assert "Reply `yes`" in _mlbot(db, "--user", "U", "forget me").stdout
+    assert "deleted everything" in _mlbot(db, "--user", "U", "yes").stdout
+    assert "[ ] Python fundamentals" in _mlbot(db, "--user", "U", "progress").stdout
+
+
+def test_ask_stdin_json_keeps_conversation_state(tmp_path: Path) -> None:
+    run = _mlbot(tmp_path / "s.sqlite3", "--user", "V", "-", stdin="practice sql\nreveal\ngood\nsalary senior\n")
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["command"] for r in rows] == ["practice", "reveal", "grade", "salary"]
+    assert all({"query", "command", "text", "sources"} <= set(r) for r in rows)
+    assert "220,000" in rows[3]["text"] and rows[3]["sources"]
+
+
+def test_bad_database_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite3"
+    bad.write_text("garbage " * 200)
+    run = _mlbot(bad, "progress")
+    assert run.returncode == 1 and "is not a SQLite database" in run.stderr and "Traceback" not in run.stderr

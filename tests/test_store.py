@@ -1,0 +1,153 @@
+"""The store keeps every acknowledged write, survives kill -9, shares a file between
+processes, migrates old databases, and explains a bad database in one sentence."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.srs import schedule
+from bot.store import MIGRATIONS, PERSONAL_TABLES, StoreError, open_store
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
+
+
+def test_sm2_schedule_matches_hand_computation() -> None:
+    """good, good, good: 1, 6 then 6 x 2.5 = 15 days; hard lowers ease by 0.14; again resets."""
+    first = schedule(None, "q", 3, T0)
+    assert (first.interval_days, first.repetitions, first.ease) == (1.0, 1, 2.5)
+    second = schedule(first, "q", 3, T0)
+    assert (second.interval_days, second.ease) == (6.0, 2.5)
+    third = schedule(second, "q", 3, T0)
+    assert third.interval_days == 15.0 and third.due_at == T0 + dt.timedelta(days=15)
+    hard = schedule(third, "q", 2, T0)
+    assert hard.interval_days == 37.5 and hard.ease == pytest.approx(2.36)
+    easy = schedule(first, "q", 4, T0)
+    assert easy.ease == pytest.approx(2.6) and easy.interval_days == 6.0
+    lapse = schedule(third, "q", 1, T0)
+    assert (lapse.interval_days, lapse.repetitions, lapse.lapses, lapse.ease) == (1.0, 0, 1, 2.5)
+
+
+def test_ease_never_drops_below_floor() -> None:
+    state = schedule(None, "q", 2, T0)
+    for _ in range(20):
+        state = schedule(state, "q", 2, T0)
+    assert state.ease == 1.3
+
+
+async def test_not_a_database_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not sqlite " * 100)
+    with pytest.raises(StoreError, match=r"notes.txt is not a SQLite database"):
+        async with open_store(str(path)):
+            pass
+
+
+async def test_unwritable_location_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="Point MLBOT_DB or --db"):
+        async with open_store(str(blocker / "sub" / "db.sqlite3")):
+            pass
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    with pytest.raises(StoreError, match="newer mlbot"):
+        async with open_store(str(path)):
+            pass
+
+
+async def test_migrating_a_first_version_database_loses_nothing(tmp_path: Path) -> None:
+    """A database made with only the first migration opens, upgrades and keeps its rows."""
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0][1])
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO members (platform, user_id, created_at, last_seen) VALUES ('console', 'old', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')")
+        db.execute("INSERT INTO progress VALUES (1, 'step', 'python-fundamentals', '2026-01-02T00:00:00+00:00')")
+    async with open_store(str(path)) as store:
+        assert "python-fundamentals" in (await store.done_items("console:old"))["step"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_forget_leaves_no_row_of_the_member(tmp_path: Path, core, clock) -> None:
+    from bot.messages import Message
+
+    for text in ("done python fundamentals", "practice", "reveal", "good", "progress"):
+        await core.handle(Message("console", "gone", text))
+    await core.handle(Message("console", "stays", "done python fundamentals"))
+    await core.handle(Message("console", "gone", "forget me"))
+    reply = await core.handle(Message("console", "gone", "yes"))
+    assert "deleted everything" in reply.text
+    db = sqlite3.connect(core.store.path)
+    assert db.execute("SELECT COUNT(*) FROM members WHERE user_id = 'gone'").fetchone()[0] == 0
+    member_ids = {r[0] for r in db.execute("SELECT id FROM members")}
+    for table in PERSONAL_TABLES:
+        orphans = db.execute(f"SELECT COUNT(*) FROM {table} WHERE member_id NOT IN ({','.join(map(str, member_ids)) or 0})").fetchone()[0]
+        assert orphans == 0, table
+    assert db.execute("SELECT COUNT(*) FROM progress").fetchone()[0] == 1  # the other member keeps theirs
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, datetime as dt, sys
+    from bot.store import open_store
+
+    async def main(path, prefix, count):
+        async with open_store(path) as store:
+            now = dt.datetime.now(dt.timezone.utc)
+            for n in range(count):
+                await store.mark_done(f"console:{prefix}{n % 50}", "course", f"c{n}", now)
+                print(f"{prefix}{n % 50} c{n}", flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+def _writer(path: Path, prefix: str, count: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), prefix, str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("run", range(6))
+def test_acknowledged_writes_survive_sigkill(tmp_path: Path, run: int) -> None:
+    """Every write the child printed as committed is in the database after kill -9."""
+    path = tmp_path / "durable.sqlite3"
+    child = _writer(path, "m", 1_000_000)
+    deadline = time.monotonic() + random.Random(run).uniform(0.4, 1.5)
+    acked: list[str] = []
+    while time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if line:
+            acked.append(line.split())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert acked, child.stderr.read()
+    db = sqlite3.connect(path)
+    stored = {(u, i) for u, i in db.execute("SELECT m.user_id, p.item_id FROM progress p JOIN members m ON m.id = p.member_id")}
+    missing = [a for a in acked if (a[0], a[1]) not in stored]
+    assert not missing
+
+
+def test_two_processes_write_one_file_without_lock_errors(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    first, second = _writer(path, "a", 1500), _writer(path, "b", 1500)
+    out1, err1 = first.communicate(timeout=120)
+    out2, err2 = second.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert "locked" not in err1 + err2
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT COUNT(*) FROM progress").fetchone()[0] == 3000
