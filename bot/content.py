@@ -50,6 +50,7 @@ class Fact:
 class Source:
     id: str
     title: str
+    short: str  # a few words, for side-by-side figures
     published: str | None
 
 
@@ -251,9 +252,6 @@ class Content:
     faqs: dict[str, Faq]
     nudge_texts: dict[str, NudgeText]
 
-    def title_of(self, source_id: str) -> str:
-        return self.sources[source_id].title
-
     def titles(self, *source_ids: str | None) -> tuple[str, ...]:
         """Distinct source titles in first-seen order."""
         seen: dict[str, None] = {}
@@ -306,7 +304,7 @@ def _with_sources(*fact_fields: str, required_source: bool = True):
 _SOURCE = F(ref("source"))
 _OPTIONAL_SOURCE = F(ref("source"), required=False)
 
-_source = record(Source, {"id": F(ident("source")), "title": F(text), "published": F(date_text, False)})
+_source = record(Source, {"id": F(ident("source")), "title": F(text), "short": F(text), "published": F(date_text, False)})
 
 _role = record(
     Role,

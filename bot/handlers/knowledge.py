@@ -95,7 +95,7 @@ def _band_line(band: Band, c: Content) -> str:
     else:
         years = f"{band.years_min}-{band.years_max} yrs"
     note = f"; {band.note}" if band.note else ""
-    return f"{money(band.low, band.currency)}-{high} ({years}; {band.basis}, {band.as_of}{note}) per {c.title_of(band.source)}"
+    return f"{money(band.low, band.currency)}-{high} ({years}; {band.basis}, {band.as_of}{note}): {c.sources[band.source].short}"
 
 
 def levels_for_years(years: int, bands: tuple[Band, ...]) -> list[str]:
