@@ -210,6 +210,7 @@ class PathStep:
 class PathSequence:
     id: str
     title: str
+    aliases: tuple[str, ...]
     steps: tuple[str, ...]
     source: str
 
@@ -473,7 +474,7 @@ _path_step = record(
 
 _sequence = record(
     PathSequence,
-    {"id": F(ident("path sequence")), "title": F(text), "steps": F(list_of(text, min_items=2)), "source": _SOURCE},
+    {"id": F(ident("path sequence")), "title": F(text), "aliases": _aliases, "steps": F(list_of(text, min_items=2)), "source": _SOURCE},
 )
 
 _faq = record(

@@ -43,6 +43,13 @@ STOPWORDS = frozenset(
 )
 
 
+# Practice-bank tags too broad to mean "explain this concept" on their own.
+GENERIC_TAGS = frozenset(
+    "data design features functions interfaces apis pitfalls gotchas performance memory environments "
+    "architectures analytics aggregation dependencies testing debugging tabular evaluation metrics".split()
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Entity:
     kind: str
@@ -103,7 +110,9 @@ class Router:
         self._add_all("background", ((b.id, b.aliases) for b in c.backgrounds.values()))
         self._add_all("step", ((s.id, (s.id, s.name, *s.aliases)) for s in c.path_steps.values()))
         self._add_all("faq", ((f.id, f.keywords) for f in c.faqs.values()))
-        self._add_all("sequence", ((s.id, (s.id, s.title)) for s in c.sequences))
+        self._add_all("sequence", ((s.id, (s.id, s.title, *s.aliases)) for s in c.sequences))
+        tags = {tag for q in c.questions.values() for tag in q.tags if tag not in GENERIC_TAGS}
+        self._add_all("concept", ((tag, (tag.replace("-", " "),)) for tag in tags))
         for spec in self._commands:
             for keyword in spec.keywords:
                 self._add(keyword, KEYWORD, spec.name)

@@ -187,6 +187,17 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("what data do you store about me", "mydata", {}),
     ("forget me", "forget", {}),
     ("please delete my data", "forget", {}),
+    # concepts from the practice bank
+    ("what is data drift", "explain", {}),
+    ("what's precision vs recall", "explain", {}),
+    ("explain overfitting", "explain", {}),
+    ("what does L2 regularization do", "explain", {}),
+    ("bias variance tradeoff", "explain", {}),
+    ("how does backpropagation work", "explain", {}),
+    ("which course covers deployment", "course", {"name": "production-ml-systems"}),
+    ("what's the 5 step path", "path", {"sequence": "five-step-break-in"}),
+    ("whats a good first project for my portfolio", "interview", {"section": "portfolio"}),
+    ("what certifications does AWS offer for ML", "certifications", {}),
     # help, sources, fallback
     ("help", "help", {}),
     ("hello", "help", {}),

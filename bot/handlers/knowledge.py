@@ -175,6 +175,22 @@ def interview_question(req: "Request") -> Reply:
     )
 
 
+async def explain(req: "Request") -> Reply:
+    """A concept from the practice bank: the question that covers it best, answered."""
+    c = req.content
+    concepts = set(req.route.ids("concept")) or ({req.args["concept"]} if "concept" in req.args else set())
+    scored = [(len(concepts & set(q.tags)), q) for q in c.questions.values()]
+    best, q = max(scored, key=lambda pair: pair[0])
+    if best == 0:
+        return Reply(text="I don't have that concept in the practice bank. Say `practice` for a question, or `help`.")
+    return Reply(
+        title=q.question,
+        text=q.answer,
+        footer=f"More like this: `practice {q.topic}`.",
+        sources=c.titles(q.source, q.prompted_by),
+    )
+
+
 # --- courses -------------------------------------------------------------------------
 
 
@@ -344,7 +360,7 @@ SPECS = [
         help_command,
         params=(Param("command", "A command name"),),
         aliases=("commands", "menu", "start"),
-        keywords=("help", "what can you do", "hello", "hi", "hey", "good morning", "who are you", "options", "usage", "how do i use"),
+        keywords=("help", "what can you do", "what do you know", "what can i ask", "thanks", "thank you", "hello", "hi", "hey", "good morning", "who are you", "options", "usage", "how do i use"),
         examples=("help salary",),
         group="Learn",
     ),
@@ -382,7 +398,7 @@ SPECS = [
             Param("years", "Years of experience", kind="years"),
         ),
         aliases=("salaries", "pay"),
-        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "worth", "rich", "offer", "offers", "package"),
+        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "rich", "package"),
         signals={"level": 2, "region": 1, "years": 2, "salary_note": 2},
         requires=("keyword", "level", "years"),
         examples=("what do senior ML engineers earn in Europe?", "salary entry", "salary with 3 years"),
@@ -408,7 +424,7 @@ SPECS = [
             Param("name", "The course", kind="course", choices=lambda c: [Choice(x.id, x.title) for x in c.courses.values()]),
             Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),
         ),
-        keywords=("course", "class", "mooc", "lecture", "taught", "enroll", "take first", "start with", "which first", "first"),
+        keywords=("course", "class", "mooc", "lecture", "taught", "enroll", "take first", "start with", "which first", "covers"),
         signals={"course": 4, "background": 1},
         examples=("regression course", "which course first if I know statistics?"),
     ),
@@ -469,6 +485,17 @@ SPECS = [
         signals={"faq": 4},
         requires=("faq",),
         examples=("do I need a degree?", "best programming language for ML"),
+    ),
+    CommandSpec(
+        "explain",
+        "An ML concept explained, from the interview practice bank (overfitting, drift, precision/recall, ...).",
+        explain,
+        params=(Param("concept", "The concept", kind="concept", choices=lambda c: [Choice(t, t.replace("-", " ")) for t in sorted({t for q in c.questions.values() for t in q.tags})]),),
+        aliases=("define",),
+        keywords=("what is", "what are", "explain", "define", "definition", "meaning", "how does", "how do", "why", "difference", "vs", "versus", "mean"),
+        signals={"concept": 3},
+        requires=("concept",),
+        examples=("what is data drift?", "precision vs recall"),
     ),
     CommandSpec(
         "sources",

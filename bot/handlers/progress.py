@@ -169,6 +169,22 @@ async def streak(req: "Request") -> Reply:
     return Reply(title="Your study streak", text=text, ephemeral=True)
 
 
+async def home(req: "Request") -> Reply:
+    """One screen for an app home tab: where the member stands and what comes next."""
+    c = req.content
+    steps_done, courses_done = visible_done(c, await req.store.done_items(req.member))
+    step_id, course_ids = next_step_for(c, steps_done, courses_done)
+    seen, due, _ = await _practice_summary(req)
+    fields = [
+        Field("Path", f"{len(steps_done)} of {len(c.path_steps)} steps done, {len(courses_done)} course(s) done"),
+        Field("Next step", f"{c.path_steps[step_id].name}: {c.path_steps[step_id].this_week}" if step_id else "Every step done."),
+        Field("Practice", f"{seen} cards seen, {due} due now"),
+        Field("Weekly streak", f"{await member_streak(req)} week(s)"),
+    ]
+    actions = [Action("Next step", "next", "primary"), Action("Practice", "practice"), Action("Progress", "progress")]
+    return Reply(title="Your ML study home", fields=tuple(fields), actions=tuple(actions), ephemeral=True)
+
+
 # --- practice -------------------------------------------------------------------------
 
 
@@ -367,6 +383,7 @@ SPECS = [
                 params=(Param("grade", "again, hard, good or easy", choices=lambda c: [Choice(n, n) for n in GRADE_NAMES.values()], required=True),
                         Param("card", "The card id")),
                 aliases=("rate",), whole=("again", "hard", "good", "easy", "1", "2", "3", "4"), **PERSONAL),
+    CommandSpec("home", "Your progress, next step and practice at a glance.", home, examples=("home",), **PERSONAL),
     CommandSpec("streak", "Weeks in a row you studied.", streak, keywords=("streak", "my streak", "weeks in a row"), examples=("streak",), **PERSONAL),
     CommandSpec("mydata", "Everything stored about you, as JSON.", mydata, aliases=("my-data", "export"),
                 keywords=("my data", "what do you store", "store about me", "stored about me", "data about me", "what do you know about me", "export my data", "gdpr"), examples=("mydata",), **PERSONAL),
