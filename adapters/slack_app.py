@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home
-from bot.core import Core
+from bot.core import Core, apology
 from bot.delivery import Delivery
 from bot.messages import Message
 from bot.replies import Reply
@@ -74,32 +74,16 @@ DMS_CLOSED_ERRORS = frozenset({
     "channel_not_found",
 })
 
-_TOKEN = re.compile(r"\bx(?:ox[a-z]|app)-[A-Za-z0-9-]+")
-
-
-class _RedactTokens(logging.Filter):
-    """slack_sdk logs request parameters at DEBUG, and `apps.connections.open` sends the
-    app token as one: this filter rewrites any Slack token in a record before it is kept."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _TOKEN.search(message):
-            record.msg, record.args = _TOKEN.sub("xox?-(redacted)", message), None
-        return True
-
-
-_web_log = logging.getLogger(f"{__name__}.web")
-_web_log.addFilter(_RedactTokens())
-
 
 def retry_handlers() -> list[AsyncRetryHandler]:
     return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
 
 
 def make_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
-    """A Web API client that retries connection errors and honours 429 `Retry-After`."""
+    """A Web API client that retries connection errors and honours 429 `Retry-After`.
+    (slack_sdk logs requests at DEBUG with the Authorization header redacted.)"""
     extra = {"base_url": base_url} if base_url else {}
-    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), logger=_web_log, **extra)
+    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), **extra)
 
 
 # --- pure converters ---------------------------------------------------------------
@@ -231,7 +215,7 @@ class ResponseUrlTarget:
     url: str
 
     async def send(self, reply: Reply) -> None:
-        hook = AsyncWebhookClient(self.url, retry_handlers=retry_handlers(), logger=_web_log)
+        hook = AsyncWebhookClient(self.url, retry_handlers=retry_handlers())
         visibility = {"response_type": "ephemeral" if reply.ephemeral else "in_channel", "replace_original": False}
         for part in render(reply):
             response = await hook.send_dict({**part, **visibility})
@@ -263,24 +247,24 @@ class _Listeners:
         self.deduper = deduper
         self.profiles = Profiles(client)
 
-    async def skip_retries(self, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+    async def skip_retries(self, body: dict[str, Any], next_: Callable[[], Awaitable[None]]) -> BoltResponse | None:
         """Middleware: an event id seen before is acknowledged and dropped."""
         event_id = body.get("event_id")
         if event_id and not await self.deduper.first_time(event_id):
             log.info("dropped a repeated delivery of event %s", event_id)
             return BoltResponse(status=200, body="")
-        await next()
+        await next_()
         return None
 
     async def mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if event.get("channel", "").startswith("D"):
+        if "user" not in event or event.get("channel", "").startswith("D"):
             return  # a mention in a DM also arrives as message.im, answered there
         thread = event.get("thread_ts") or event["ts"]
         await self._answer(body, context, ChannelTarget(self.client, event["channel"], event["user"], thread))
 
     async def direct_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
-            return
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id") or "user" not in event:
+            return  # edits, deletions, joins and other bots' messages
         target = ChannelTarget(self.client, event["channel"], event["user"], event.get("thread_ts"), private=True)
         await self._answer(body, context, target)
 
@@ -292,25 +276,26 @@ class _Listeners:
         await ack()
         team, user = member_ids(body)
         from_home = (body.get("container") or {}).get("type") == "view"
-        target: Target = DirectTarget(self.client, user) if from_home or not body.get("response_url") else ResponseUrlTarget(body["response_url"])
+        url = body.get("response_url")
+        target: Target = ResponseUrlTarget(url) if url and not from_home else DirectTarget(self.client, user)
         await self._answer(body, context, target)
         if from_home:
-            await self._publish_home(team, user)
+            await self._refresh_home(team, user)
 
     async def home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home":
             return
-        team, user = member_ids(body)
+        await self._refresh_home(*member_ids(body))
+
+    async def _refresh_home(self, team: str, user: str) -> None:
+        """Publish the member's App Home from the core's `home` reply."""
         try:
-            await self._publish_home(team, user)
+            profile = await self.profiles.get(user)
+            message = Message(PLATFORM, f"{team}:{user}", "home", command="home", is_admin=profile.is_admin, timezone=profile.timezone)
+            reply = await self.core.handle(message)
+            await self.client.views_publish(user_id=user, view=render_home(reply))
         except Exception:
             log.exception("error %s while publishing App Home", _error_id())
-
-    async def _publish_home(self, team: str, user: str) -> None:
-        profile = await self.profiles.get(user)
-        message = Message(PLATFORM, f"{team}:{user}", "home", command="home", is_admin=profile.is_admin, timezone=profile.timezone)
-        reply = await self.core.handle(message)
-        await self.client.views_publish(user_id=user, view=render_home(reply))
 
     async def _answer(self, body: dict[str, Any], context: AsyncBoltContext, target: Target) -> None:
         try:
@@ -320,9 +305,8 @@ class _Listeners:
         except Exception:
             error_id = _error_id()
             log.exception("error %s while answering on Slack", error_id)
-            apology = Reply(text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.", ephemeral=True)
             try:
-                await target.send(apology)
+                await target.send(apology(error_id))
             except Exception:
                 log.warning("could not send the apology for error %s", error_id)
 

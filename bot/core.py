@@ -36,6 +36,15 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def apology(error_id: str) -> Reply:
+    """What a member sees when something broke; the log has the traceback under `error_id`."""
+    return Reply(
+        text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.",
+        ephemeral=True,
+        command="error",
+    )
+
+
 class UserError(Exception):
     """A known failure the member should read as a sentence (bad input, store trouble)."""
 
@@ -95,11 +104,7 @@ class Core:
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("error %s while handling a %s message", error_id, message.platform)
-            return Reply(
-                text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.",
-                ephemeral=True,
-                command="error",
-            )
+            return apology(error_id)
 
     async def _handle(self, message: Message) -> Reply:
         if message.command is not None:

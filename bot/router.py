@@ -153,8 +153,8 @@ class Router:
 
     def route(self, text: str) -> Route:
         words = self.normalise(text)
-        if not words:
-            return Route(FALLBACK)
+        if not words:  # nothing but punctuation or emoji: show what the bot can do
+            return Route("help")
         whole = self._registry.whole_message(" ".join(words))
         if whole is not None:
             return Route(whole.name, {p.name: words[0] for p in whole.params[:1]}, score=100)

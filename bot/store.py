@@ -9,6 +9,7 @@ power loss. SQL stays portable (no SQLite-only types in the interface) so the sa
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from contextlib import asynccontextmanager
@@ -104,6 +105,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "weekly nudges: subscriptions and the sends claimed per member and ISO week",
+        """
+        CREATE TABLE subscriptions (
+            member_id INTEGER PRIMARY KEY REFERENCES members(id) ON DELETE CASCADE,
+            weekday INTEGER NOT NULL,
+            local_time TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            next_due_at TEXT NOT NULL,
+            paused_until TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            notice TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX subscriptions_due ON subscriptions (enabled, next_due_at);
+        CREATE TABLE sends (
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            iso_week TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'failed', 'skipped')),
+            claimed_by TEXT,
+            claimed_at TEXT,
+            finished_at TEXT,
+            error TEXT,
+            UNIQUE (member_id, iso_week)
+        );
+        """,
+    ),
 ]
 
 
@@ -128,6 +158,9 @@ class Store:
     def __init__(self, path: str):
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # One connection serves every coroutine: a transaction must not interleave with
+        # another's statements, so writes and reads take turns.
+        self._lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -191,25 +224,26 @@ class Store:
     async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
         """Run `work` in one immediate transaction: all of it lands, or none."""
         db = self._conn
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(self._explain(exc)) from None
-        try:
-            result = await work(db)
-            await db.execute("COMMIT")
-            return result
-        except sqlite3.Error as exc:
-            await db.execute("ROLLBACK")
-            raise StoreError(self._explain(exc)) from None
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(self._explain(exc)) from None
+            try:
+                result = await work(db)
+                await db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                await db.execute("ROLLBACK")
+                raise StoreError(self._explain(exc)) from None
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
 
     async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:
-            cursor = await self._conn.execute(sql, params)
-            return list(await cursor.fetchall())
+            async with self._lock:
+                return list(await self._conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreError(self._explain(exc)) from None
 
@@ -218,13 +252,12 @@ class Store:
     async def _member_id(self, db: aiosqlite.Connection, key: str, now: dt.datetime | None = None) -> int:
         platform, user = split_member(key)
         stamp = iso(now or dt.datetime.now(dt.timezone.utc))
-        await db.execute(
+        rows = await db.execute_fetchall(
             "INSERT INTO members (platform, user_id, created_at, last_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (platform, user_id) DO UPDATE SET last_seen = excluded.last_seen",
+            "ON CONFLICT (platform, user_id) DO UPDATE SET last_seen = excluded.last_seen RETURNING id",
             (platform, user, stamp, stamp),
         )
-        row = await (await db.execute("SELECT id FROM members WHERE platform = ? AND user_id = ?", (platform, user))).fetchone()
-        return row[0]
+        return next(iter(rows))[0]
 
     async def _existing_id(self, key: str) -> int | None:
         platform, user = split_member(key)
@@ -392,10 +425,11 @@ class Store:
         if member is None:
             return {}
         out: dict[str, Any] = {}
-        for table, where in (("members", "id"), *((t, "member_id") for t in PERSONAL_TABLES)):
-            cursor = await self._conn.execute(f"SELECT * FROM {table} WHERE {where} = ?", (member,))
-            columns = [c[0] for c in cursor.description]
-            out[table] = [dict(zip(columns, row)) for row in await cursor.fetchall()]
+        async with self._lock:
+            for table, where in (("members", "id"), *((t, "member_id") for t in PERSONAL_TABLES)):
+                cursor = await self._conn.execute(f"SELECT * FROM {table} WHERE {where} = ?", (member,))
+                columns = [c[0] for c in cursor.description]
+                out[table] = [dict(zip(columns, row)) for row in await cursor.fetchall()]
         return out
 
     async def forget(self, key: str) -> int:
@@ -414,7 +448,7 @@ class Store:
         return await self._write(work)
 
 
-PERSONAL_TABLES = ("progress", "cards", "reviews", "activity", "command_log")
+PERSONAL_TABLES = ("progress", "cards", "reviews", "activity", "command_log", "subscriptions", "sends")
 
 
 async def _run_script(db: aiosqlite.Connection, sql: str) -> None:

@@ -208,11 +208,11 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("where does this come from", "sources", {}),
     ("tell me a joke about cats", FALLBACK, {}),
     ("what's the weather like", FALLBACK, {}),
-    ("", FALLBACK, {}),
-    ("???", FALLBACK, {}),
+    ("", "help", {}),
+    ("???", "help", {}),
     ("asdfghjkl", FALLBACK, {}),
     ("¿Cuánto gana un ingeniero?", FALLBACK, {}),
-    ("🙂🙂🙂", FALLBACK, {}),
+    ("🙂🙂🙂", "help", {}),
 ]
 
 

@@ -151,3 +151,13 @@ def test_two_processes_write_one_file_without_lock_errors(tmp_path: Path) -> Non
     assert "locked" not in err1 + err2
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM progress").fetchone()[0] == 3000
+
+
+async def test_concurrent_messages_share_one_store(core) -> None:
+    """Many members talking at once (normal on Slack) never collide in the store."""
+    import asyncio
+
+    from bot.messages import Message
+
+    replies = await asyncio.gather(*(core.handle(Message("slack", f"T1:U{i}", "done python fundamentals")) for i in range(20)))
+    assert all("Marked done" in r.text for r in replies)
