@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import textwrap
 from typing import Any, Iterable, Mapping
 
@@ -26,16 +27,13 @@ CHOICE_TEXT = 100
 OPTIONS = 25
 CHOICES = 25
 # Param kinds whose values are whole numbers (the registry has no value type yet).
-INTEGER_KINDS = frozenset({"years"})
-
-
 def _short(text: str, limit: int = DESCRIPTION) -> str:
     return textwrap.shorten(text, limit, placeholder="…") or "-"
 
 
 def option_payload(param: Param) -> dict[str, Any]:
     option: dict[str, Any] = {
-        "type": INTEGER if param.kind in INTEGER_KINDS else STRING,
+        "type": INTEGER if param.type == "int" else STRING,
         "name": param.name,
         "description": _short(param.description),
         "required": param.required,
@@ -47,22 +45,26 @@ def option_payload(param: Param) -> dict[str, Any]:
     return option
 
 
-def command_payload(spec: CommandSpec) -> dict[str, Any]:
+def command_payload(spec: CommandSpec, *, in_guild: bool = False) -> dict[str, Any]:
+    """One slash command. `contexts` (no admin commands in DMs) applies to global commands
+    only; guild commands never show in DMs."""
     # Discord wants required options first.
     params = sorted(spec.params, key=lambda p: not p.required)[:OPTIONS]
-    return {
+    payload: dict[str, Any] = {
         "type": CHAT_INPUT,
         "name": spec.name,
         "description": _short(spec.summary),
         "options": [option_payload(p) for p in params],
         # Hidden from members by default; checked again on use by the core.
         "default_member_permissions": str(MANAGE_GUILD) if spec.admin else None,
-        "contexts": [GUILD_CONTEXT] if spec.admin else [GUILD_CONTEXT, BOT_DM_CONTEXT],
     }
+    if not in_guild:
+        payload["contexts"] = [GUILD_CONTEXT] if spec.admin else [GUILD_CONTEXT, BOT_DM_CONTEXT]
+    return payload
 
 
-def command_payloads(specs: Iterable[CommandSpec]) -> list[dict[str, Any]]:
-    return [command_payload(spec) for spec in specs]
+def command_payloads(specs: Iterable[CommandSpec], *, in_guild: bool = False) -> list[dict[str, Any]]:
+    return [command_payload(spec, in_guild=in_guild) for spec in specs]
 
 
 def payload_hash(application_id: int, payloads: list[dict[str, Any]]) -> str:
@@ -84,22 +86,18 @@ def focused_option(data: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def to_message(spec: CommandSpec, data: Mapping[str, Any], content: Content, *, user_id: str, is_admin: bool) -> Message:
-    """A slash invocation as a `Message` with the command and its arguments.
-
-    Autocomplete lets a member submit text that is not one of the offered values (a typo,
-    or typing faster than the suggestions). Such an invocation is handed to the router as a
-    command line, which is typo-tolerant and explains what it does not know."""
-    args = option_values(data)
-    for param in spec.params:
-        if param.name in args and param.choices is not None:
-            if args[param.name] not in {c.value for c in param.choices(content)}:
-                text = " ".join([spec.name, *(args[p.name] for p in spec.params if p.name in args)])
-                return Message("discord", user_id, text=text, is_admin=is_admin)
-    return Message("discord", user_id, command=spec.name, args=args, is_admin=is_admin)
+def to_message(spec: CommandSpec, data: Mapping[str, Any], *, user_id: str, is_admin: bool) -> Message:
+    """A slash invocation as a `Message` with the command and its arguments; the core
+    checks each argument (a typed value that is not one of the suggestions included)."""
+    return Message("discord", user_id, command=spec.name, args=option_values(data), is_admin=is_admin)
 
 
 def choice_payloads(choices: Iterable[Choice]) -> list[tuple[str, str]]:
     """(name, value) pairs for an autocomplete answer; Discord caps both at 100 characters.
     A value longer than that could not be sent back, so such a choice is left out."""
     return [(_short(c.label, CHOICE_TEXT), c.value) for c in choices if len(c.value) <= CHOICE_TEXT][:CHOICES]
+
+
+def mention_text(content: str, bot_id: int) -> str:
+    """A message that mentions the bot, as the sentence it is (the mention removed)."""
+    return " ".join(re.sub(rf"<@!?{bot_id}>", " ", content).split())

@@ -8,7 +8,7 @@ router and `help` are all generated from the registry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Literal, Mapping
 
 from bot.replies import Reply
 
@@ -35,6 +35,7 @@ class Param:
     choices: Callable[["Content"], list[Choice]] | None = None
     required: bool = False
     rest: bool = False
+    type: Literal["str", "int"] = "str"
 
 
 Handler = Callable[["Request"], Awaitable[Reply]]

@@ -14,11 +14,11 @@ import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from rapidfuzz import fuzz, process
 
-from bot.commands import Choice, CommandSpec, Registry
+from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, load_content
 from bot.messages import Message
 from bot.replies import Reply
@@ -111,7 +111,7 @@ class Core:
             spec = self.registry.get(message.command)
             if spec is None:
                 raise UserError("Unknown command. Say `help` to see what I can do.")
-            route = Route(spec.name, dict(message.args))
+            route = Route(spec.name, self._checked_args(spec, message.args))
         else:
             route = await self._pending_route(message) or self.router.route(message.text)
         if route.command == FALLBACK:
@@ -133,6 +133,41 @@ class Core:
         if not reply.command:
             reply = dataclasses.replace(reply, command=spec.name)
         return reply
+
+    def _checked_args(self, spec: CommandSpec, args: Mapping[str, str]) -> dict[str, str]:
+        """Arguments from a slash command, each checked against its parameter: a value a
+        member typed instead of picking a suggestion is matched typo-tolerantly, or
+        answered with the closest choices."""
+        checked: dict[str, str] = {}
+        params = {p.name: p for p in spec.params}
+        for name, value in args.items():
+            param = params.get(name)
+            if param is None:
+                continue
+            value = str(value).strip()
+            if param.type == "int" and not value.isdigit():
+                raise UserError(f"`{name}` must be a whole number, like 3.")
+            if param.choices is not None and value:
+                value = self._resolve_choice(spec, param, value)
+            checked[name] = value
+        return checked
+
+    def _resolve_choice(self, spec: CommandSpec, param: Param, value: str) -> str:
+        choices = param.choices(self.content)
+        if value in {c.value for c in choices}:
+            return value
+        if param.kind is not None:  # the router's typo-tolerant reading of the words
+            found, _ = self.router.entities(self.router.normalise(value))
+            ids = list(dict.fromkeys(e.id for e in found if e.kind == param.kind))
+            if len(ids) == 1:
+                return ids[0]
+        labels = {c.value: f"{c.label} {c.value}".lower() for c in choices}
+        ranked = process.extract(value.lower(), labels, scorer=fuzz.WRatio, limit=3, score_cutoff=60)
+        if ranked and ranked[0][1] >= 80 and (len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= 10):
+            return ranked[0][2]
+        by_value = {c.value: c.label for c in choices}
+        hint = f" Did you mean: {', '.join(by_value[key] for _, _, key in ranked)}?" if ranked else ""
+        raise UserError(f"I don't know that {param.name} for `{spec.name}`.{hint}")
 
     async def _pending_route(self, message: Message) -> Route | None:
         """A yes/no answer to a question the bot asked (e.g. `forget me`) goes to it."""

@@ -395,7 +395,7 @@ SPECS = [
         params=(
             Param("level", "Seniority", kind="level", choices=lambda c: [Choice(l.id, l.name) for l in c.levels.values()]),
             Param("region", "Where", kind="region", choices=lambda c: [Choice(r.id, r.name) for r in c.regions.values()]),
-            Param("years", "Years of experience", kind="years"),
+            Param("years", "Years of experience", kind="years", type="int"),
         ),
         aliases=("salaries", "pay"),
         keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "rich", "package"),

@@ -1,0 +1,365 @@
+"""A local Discord: the REST routes the bot uses and a gateway speaking the real protocol.
+
+The real discord.py client talks to it when `discord.http.Route.BASE` and
+`DiscordWebSocket.DEFAULT_GATEWAY` point here (see `pointed_at`). Every REST request and
+every gateway frame the client sends is recorded in `records`, in order; `fail` injects an
+error response (or a hang) for the next matching requests; `dispatch` sends a gateway event
+and `drop` closes the connection the way a network failure would, after which the client
+resumes. JSON responses carry exactly `Content-Type: application/json` (discord.py ignores
+a body with a charset suffix), and a 429 needs `Via` to be retried (else it reads as a
+Cloudflare ban).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import discord
+import yarl
+from aiohttp import web
+from discord.gateway import DiscordWebSocket
+
+API = "/api/v10"
+BOT_ID = 900000000000000001
+APP_ID = 900000000000000002
+GUILD_ID = 900000000000000003
+CHANNEL_ID = 900000000000000004
+MEMBER_ID = 900000000000000005
+OWNER_ID = 900000000000000006
+TIMESTAMP = "2026-01-05T10:00:00+00:00"
+EPHEMERAL = 64
+# Interaction callback types that create (or stand in for) a message.
+MESSAGE_CALLBACKS = {4, 5, 7}
+BODY = web.RequestKey("body", object)  # the parsed JSON body, for the route handlers
+
+
+@dataclass
+class Record:
+    """One REST request (`method` GET/POST/...) or one gateway frame (`method` "WS",
+    `path` "op<N>") the client sent."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+    hang: bool
+
+
+@dataclass
+class Interaction:
+    payload: dict[str, Any]
+
+    @property
+    def token(self) -> str:
+        return self.payload["token"]
+
+    @property
+    def id(self) -> str:
+        return self.payload["id"]
+
+
+def user(user_id: int, *, bot: bool = False) -> dict[str, Any]:
+    return {"id": str(user_id), "username": f"user{user_id % 1000}", "discriminator": "0", "global_name": None, "avatar": None, "bot": bot}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
+
+
+@dataclass
+class FakeDiscord:
+    records: list[Record] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(910000000000000000)
+        self._changed = asyncio.Condition()
+        self._ws: web.WebSocketResponse | None = None
+        self._seq = 0
+        self._session = 0
+        self._originals: dict[str, str] = {}  # interaction token -> message id
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.identifies = 0
+        self.resumes = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._record_and_fault])
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/gateway-resume", self._gateway)
+        r = app.router
+        r.add_get(f"{API}/users/@me", self._me)
+        r.add_get(f"{API}/oauth2/applications/@me", self._application)
+        r.add_put(f"{API}/applications/{{app}}/commands", self._commands)
+        r.add_put(f"{API}/applications/{{app}}/guilds/{{guild}}/commands", self._commands)
+        r.add_post(f"{API}/interactions/{{id}}/{{token}}/callback", self._callback)
+        r.add_post(f"{API}/webhooks/{{app}}/{{token}}", self._followup)
+        r.add_patch(f"{API}/webhooks/{{app}}/{{token}}/messages/@original", self._edit_original)
+        r.add_delete(f"{API}/webhooks/{{app}}/{{token}}/messages/@original", self._delete_original)
+        r.add_post(f"{API}/users/@me/channels", self._open_dm)
+        r.add_post(f"{API}/channels/{{channel}}/messages", self._channel_message)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API}"
+
+    @property
+    def gateway_url(self) -> yarl.URL:
+        return yarl.URL(f"ws://127.0.0.1:{self.port}/gateway")
+
+    @contextlib.contextmanager
+    def pointed_at(self) -> Iterator[None]:
+        """Send the real discord.py client here; restore its Discord URLs afterwards."""
+        base, gateway = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+        discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self.api_base, self.gateway_url
+        try:
+            yield
+        finally:
+            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+    # --- recording, waiting, faults ------------------------------------------------------
+
+    async def _record(self, record: Record) -> None:
+        async with self._changed:
+            self.records.append(record)
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[Record], bool], *, after: int = 0, timeout: float = 5.0) -> Record:
+        """The first record from index `after` on that matches, waiting for it if needed."""
+
+        async def scan() -> Record:
+            async with self._changed:
+                while True:
+                    for record in self.records[after:]:
+                        if predicate(record):
+                            return record
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    def mark(self) -> int:
+        return len(self.records)
+
+    def since(self, mark: int, method: str | None = None, path: str = "") -> list[Record]:
+        return [r for r in self.records[mark:] if (method is None or r.method == method) and re.search(path, r.path)]
+
+    def fail(self, method: str, path: str, status: int, body: Any = None, *, headers: dict[str, str] | None = None, times: int = 1, hang: bool = False) -> None:
+        """Answer the next `times` requests matching `method` and `path` (a regex over the
+        path after /api/v10) with `status` and `body`, or never answer them (`hang`)."""
+        self.faults.append(Fault(method, re.compile(path), status, body, headers or {}, times, hang))
+
+    @web.middleware
+    async def _record_and_fault(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        if not request.path.startswith(API):
+            return await handler(request)
+        path = request.path[len(API):]
+        body: Any = None
+        if request.can_read_body:
+            if request.content_type == "multipart/form-data":
+                form = await request.post()
+                body = json.loads(str(form["payload_json"]))
+            else:
+                body = await request.json()
+        await self._record(Record(request.method, path, dict(request.query), body))
+        for fault in self.faults:
+            if fault.times and fault.method == request.method and fault.path.fullmatch(path):
+                fault.times -= 1
+                if fault.hang:
+                    await self._release.wait()
+                return _json(fault.body, fault.status, fault.headers)
+        request[BODY] = body
+        return await handler(request)
+
+    # --- REST ----------------------------------------------------------------------------
+
+    def _message(self, channel_id: str, body: dict[str, Any], *, interaction: bool = False) -> dict[str, Any]:
+        message = {
+            "id": str(next(self._ids)),
+            "channel_id": channel_id,
+            "author": user(BOT_ID, bot=True),
+            "content": body.get("content") or "",
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "pinned": False,
+            "type": 20 if interaction else 0,
+            "flags": body.get("flags") or 0,
+        }
+        self.messages[message["id"]] = message
+        return message
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json({**user(BOT_ID, bot=True), "verified": True, "mfa_enabled": False, "flags": 0})
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return _json({
+            "id": str(APP_ID), "name": "mlbot", "description": "", "icon": None, "bot_public": False,
+            "bot_require_code_grant": False, "owner": user(OWNER_ID), "verify_key": "0" * 64, "flags": 0,
+        })
+
+    async def _commands(self, request: web.Request) -> web.Response:
+        commands = [{**c, "id": str(next(self._ids)), "application_id": str(APP_ID), "version": "1"} for c in request[BODY]]
+        return _json(commands)
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        body = request[BODY]
+        kind = body["type"]
+        data = body.get("data") or {}
+        info: dict[str, Any] = {"id": request.match_info["id"], "response_message_loading": kind == 5, "response_message_ephemeral": bool(data.get("flags", 0) & EPHEMERAL)}
+        if kind not in MESSAGE_CALLBACKS:
+            return _json({"interaction": info})
+        message = self._message(str(CHANNEL_ID), data, interaction=True)
+        self._originals[request.match_info["token"]] = message["id"]
+        info["response_message_id"] = message["id"]
+        return _json({"interaction": info, "resource": {"type": kind, "message": message}})
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        return _json(self._message(str(CHANNEL_ID), request[BODY], interaction=True))
+
+    async def _edit_original(self, request: web.Request) -> web.Response:
+        message_id = self._originals.get(request.match_info["token"])
+        if message_id is None:
+            return _json({"code": 10008, "message": "Unknown Message"}, 404)
+        message = self.messages[message_id]
+        body = request[BODY]
+        message.update({k: body[k] for k in ("content", "embeds", "components") if k in body})
+        return _json(message)
+
+    async def _delete_original(self, request: web.Request) -> web.Response:
+        message_id = self._originals.pop(request.match_info["token"], None)
+        self.messages.pop(message_id or "", None)
+        return web.Response(status=204)
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        recipient = int(request[BODY]["recipient_id"])
+        return _json({"id": str(recipient + 1), "type": 1, "recipients": [user(recipient)], "last_message_id": None})
+
+    async def _channel_message(self, request: web.Request) -> web.Response:
+        return _json(self._message(request.match_info["channel"], request[BODY]))
+
+    # --- gateway -------------------------------------------------------------------------
+
+    async def _send(self, ws: web.WebSocketResponse, op: int, data: Any, event: str | None = None) -> None:
+        frame: dict[str, Any] = {"op": op, "d": data, "s": None, "t": event}
+        if op == 0:
+            self._seq += 1
+            frame["s"] = self._seq
+        await ws.send_str(json.dumps(frame))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        await self._send(ws, 10, {"heartbeat_interval": 45000})
+        async for frame in ws:
+            payload = json.loads(frame.data)
+            op = payload["op"]
+            if op == 1:
+                await self._send(ws, 11, None)
+            elif op == 2:
+                self.identifies += 1
+                self._session += 1
+                self._seq = 0
+                ready = {
+                    "v": 10, "user": {**user(BOT_ID, bot=True), "verified": True, "mfa_enabled": False, "flags": 0},
+                    "guilds": [], "session_id": f"session-{self._session}", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway-resume",
+                    "application": {"id": str(APP_ID), "flags": 0},
+                }
+                await self._send(ws, 0, ready, "READY")
+            elif op == 6:
+                self.resumes += 1
+                await self._send(ws, 0, {}, "RESUMED")
+            await self._record(Record("WS", f"op{op}", {"path": request.path}, payload))
+        return ws
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        assert self._ws is not None and not self._ws.closed, "no gateway connection"
+        await self._send(self._ws, 0, data, event)
+
+    async def drop(self) -> None:
+        """Close the gateway connection as a network failure would (code 4000: resumable)."""
+        assert self._ws is not None
+        await self._ws.close(code=4000)
+
+    # --- events a member causes --------------------------------------------------------
+
+    def interaction(self, kind: int, data: dict[str, Any], *, user_id: int = MEMBER_ID, in_guild: bool = True, permissions: int = 0, message: dict[str, Any] | None = None) -> Interaction:
+        interaction_id = next(self._ids)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id), "application_id": str(APP_ID), "type": kind, "data": data,
+            "token": f"interaction-token-{interaction_id}", "version": 1, "attachment_size_limit": 8 * 1024 * 1024,
+            "locale": "en-US", "app_permissions": "0", "entitlements": [], "authorizing_integration_owners": {},
+        }
+        if in_guild:
+            payload["guild_id"] = str(GUILD_ID)
+            payload["channel_id"] = str(CHANNEL_ID)
+            payload["channel"] = {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID), "name": "general", "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None}
+            payload["member"] = {"user": user(user_id), "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0, "permissions": str(permissions)}
+        else:
+            payload["channel_id"] = str(user_id + 1)
+            payload["channel"] = {"id": str(user_id + 1), "type": 1, "recipients": [user(user_id)]}
+            payload["user"] = user(user_id)
+        if message is not None:
+            payload["message"] = message
+        return Interaction(payload)
+
+    def slash(self, name: str, options: dict[str, Any] | None = None, **kw: Any) -> Interaction:
+        opts = [{"name": k, "type": 4 if isinstance(v, int) else 3, "value": v} for k, v in (options or {}).items()]
+        return self.interaction(2, {"id": str(next(self._ids)), "name": name, "type": 1, "options": opts}, **kw)
+
+    def typing(self, name: str, option: str, partial: str, **kw: Any) -> Interaction:
+        """An autocomplete request while the member types `partial` into `option`."""
+        return self.interaction(4, {"id": str(next(self._ids)), "name": name, "type": 1, "options": [{"name": option, "type": 3, "value": partial, "focused": True}]}, **kw)
+
+    def click(self, message: dict[str, Any], custom_id: str, **kw: Any) -> Interaction:
+        return self.interaction(3, {"custom_id": custom_id, "component_type": 2}, message=message, **kw)
+
+    async def send_interaction(self, interaction: Interaction) -> None:
+        await self.dispatch("INTERACTION_CREATE", interaction.payload)
+
+    def message_create(self, content: str, *, author_id: int = MEMBER_ID, in_guild: bool = True, mentions_bot: bool = False) -> dict[str, Any]:
+        message = {
+            "id": str(next(self._ids)), "channel_id": str(CHANNEL_ID if in_guild else author_id + 1), "author": user(author_id),
+            "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
+            "mention_everyone": False, "mentions": [user(BOT_ID, bot=True)] if mentions_bot else [], "mention_roles": [],
+            "attachments": [], "embeds": [], "components": [], "pinned": False, "type": 0, "flags": 0,
+        }
+        if in_guild:
+            message["guild_id"] = str(GUILD_ID)
+            message["member"] = {"roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0}
+        return message
