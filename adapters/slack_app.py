@@ -38,6 +38,7 @@ from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home
 from bot.core import Core, apology
 from bot.delivery import Delivery
 from bot.messages import Message
+from bot.observe import Observer
 from bot.replies import Reply
 from bot.settings import Settings
 
@@ -75,15 +76,28 @@ DMS_CLOSED_ERRORS = frozenset({
 })
 
 
-def retry_handlers() -> list[AsyncRetryHandler]:
-    return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
+class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleeps Retry-After, then retries), counting each 429."""
+
+    def __init__(self, observer: Observer, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._observer = observer
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[override]
+        if response is not None and response.status_code == 429:
+            self._observer.rate_limited(PLATFORM)
+        return await super().can_retry_async(state=state, request=request, response=response, error=error)
 
 
-def make_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
+def retry_handlers(observer: Observer | None = None) -> list[AsyncRetryHandler]:
+    return [AsyncConnectionErrorRetryHandler(), CountingRateLimitHandler(observer or Observer(), max_retry_count=RATE_LIMIT_RETRIES)]
+
+
+def make_client(token: str | None, *, base_url: str | None = None, observer: Observer | None = None) -> AsyncWebClient:
     """A Web API client that retries connection errors and honours 429 `Retry-After`.
     (slack_sdk logs requests at DEBUG with the Authorization header redacted.)"""
     extra = {"base_url": base_url} if base_url else {}
-    return AsyncWebClient(token=token, retry_handlers=retry_handlers(), **extra)
+    return AsyncWebClient(token=token, retry_handlers=retry_handlers(observer), **extra)
 
 
 # --- pure converters ---------------------------------------------------------------

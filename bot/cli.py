@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, TextIO
 
+from bot import nudges_cli
 from bot.content import ContentError, load_content
 from bot.core import Core
 from bot.messages import Message
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     content_sub = content.add_subparsers(dest="content_command", required=True)
     check = content_sub.add_parser("check", parents=[common], help="validate content files")
     check.add_argument("directory", nargs="?", type=Path)
+    nudges_cli.add_parser(sub, [common])
     return parser
 
 
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return 1
     try:
+        if args.command == "nudges":
+            return asyncio.run(nudges_cli.run(content, settings.db, args))
         if args.command == "ask":
             return asyncio.run(_ask(content, settings, args))
         if args.command == "run" or (args.command is None and settings.platforms):
@@ -131,8 +135,10 @@ async def _run(content, settings: Settings, *, strict: bool) -> int:
             print(f"- {line}", file=sys.stderr)
         print("Try the bot without any: `mlbot chat` (or `mlbot ask \"salary senior\"`).", file=sys.stderr)
         return 2
+    from adapters.ops import PrometheusObserver, use_json_logs
     from adapters.runner import run_platforms
 
-    async with _core(content, settings) as core:
-        await run_platforms(core, settings)
+    use_json_logs()
+    async with open_store(settings.db) as store:
+        await run_platforms(Core(content, store=store, observer=PrometheusObserver()), settings)
     return 0

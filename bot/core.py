@@ -7,10 +7,12 @@ autocomplete and `reload` for the admin content reload.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from rapidfuzz import fuzz, process
 from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, load_content
 from bot.messages import Message
+from bot.observe import Observer
 from bot.replies import Reply
 from bot.router import FALLBACK, Route, Router
 
@@ -86,6 +89,7 @@ class Core:
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         registry: Registry | None = None,
+        observer: Observer | None = None,
     ):
         from bot.handlers import build_registry  # the handlers import Core's types
 
@@ -94,17 +98,38 @@ class Core:
         self.clock = clock
         self.rng = rng or random.Random()
         self.registry = registry or build_registry()
+        self.observer = observer or Observer()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.router = Router(content, self.registry)
 
     async def handle(self, message: Message) -> Reply:
+        started = time.perf_counter()
+        self._in_flight += 1
+        self._idle.clear()
         try:
-            return await self._handle(message)
+            reply = await self._handle(message)
         except UserError as exc:
-            return Reply(text=str(exc), ephemeral=True, command="error")
+            reply = Reply(text=str(exc), ephemeral=True, command="error")
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("error %s while handling a %s message", error_id, message.platform)
-            return apology(error_id)
+            reply = apology(error_id)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        self.observer.reply(message.platform, reply.command, time.perf_counter() - started)
+        return reply
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no message is being handled (a clean stop); False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
 
     async def _handle(self, message: Message) -> Reply:
         if message.command is not None:
@@ -132,7 +157,19 @@ class Core:
             reply = dataclasses.replace(reply, ephemeral=True)
         if not reply.command:
             reply = dataclasses.replace(reply, command=spec.name)
+        if self.store is not None:
+            reply = await self._with_notice(message, reply)
         return reply
+
+    async def _with_notice(self, message: Message, reply: Reply) -> Reply:
+        """Tell the member, once, about something that happened while they were away
+        (a weekly nudge that could not reach them)."""
+        from bot.nudges import pending_notice
+
+        notice = await pending_notice(self.store, message.member_key)
+        if notice is None:
+            return reply
+        return dataclasses.replace(reply, footer=f"{reply.footer}\n\n{notice}".strip())
 
     def _checked_args(self, spec: CommandSpec, args: Mapping[str, str]) -> dict[str, str]:
         """Arguments from a slash command, each checked against its parameter: a value a

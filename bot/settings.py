@@ -24,6 +24,7 @@ class Settings:
     slack_app_token: str | None
     slack_signing_secret: str | None
     port: int
+    http_port: int | None = None  # /healthz and /metrics, when set
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> "Settings":
@@ -38,6 +39,7 @@ class Settings:
             slack_app_token=env.get("SLACK_APP_TOKEN") or None,
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
             port=int(env.get("PORT", "3000") or 3000),
+            http_port=int(env["MLBOT_HTTP_PORT"]) if env.get("MLBOT_HTTP_PORT", "").isdigit() else None,
         )
 
     @property

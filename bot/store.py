@@ -181,6 +181,14 @@ class Store:
             await self.close()
             raise StoreError(self._explain(exc)) from None
 
+    async def ping(self) -> bool:
+        """True when the database answers a query (for /healthz)."""
+        try:
+            await self._read("SELECT 1")
+            return True
+        except StoreError:
+            return False
+
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from bot.commands import Registry
 from bot.handlers.knowledge import SPECS as KNOWLEDGE_SPECS
 from bot.handlers.knowledge import fallback
+from bot.handlers.nudge import SPECS as NUDGE_SPECS
 from bot.handlers.progress import SPECS as PROGRESS_SPECS
 
 __all__ = ["build_registry", "fallback"]
@@ -11,6 +12,6 @@ __all__ = ["build_registry", "fallback"]
 
 def build_registry() -> Registry:
     registry = Registry()
-    for spec in (*KNOWLEDGE_SPECS, *PROGRESS_SPECS):
+    for spec in (*KNOWLEDGE_SPECS, *PROGRESS_SPECS, *NUDGE_SPECS):
         registry.add(spec)
     return registry

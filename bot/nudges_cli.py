@@ -1,0 +1,117 @@
+"""`mlbot nudges preview|due|run`: the nudge scheduler by hand, for operators and checks.
+
+- `preview --user U`: the nudge U would get now (U is `alice` for the console member
+  `console:alice`, or a full key such as `slack:T1:U2`), and when it is next due.
+- `due --at ISO`: who is due at that instant (read-only), and whether they would be
+  sent or skipped (older than the grace window).
+- `run --once [--at ISO]`: send what is due (console members: printed), ending with the
+  line `sent N, failed N, skipped N`. Without `--once` it keeps running (`serve`).
+
+`--at` takes ISO 8601 (`2026-03-30T07:00`, `2026-03-30T09:00+02:00`); without an
+offset it is UTC.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from bot import nudges
+from bot.delivery import DirectSender
+from bot.replies import render_text
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+
+def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    has_user = any("--user" in getattr(p, "_option_string_actions", {}) for p in parents)
+    parser = subparsers.add_parser("nudges", parents=parents, help="weekly nudges by hand: preview, due, run --once")
+    sub = parser.add_subparsers(dest="nudges_command", required=True)
+    preview = sub.add_parser("preview", parents=parents, help="the nudge a member would get now")
+    if not has_user:
+        preview.add_argument("--user", required=True, help="member: alice (console) or platform:id")
+    preview.add_argument("--at", help="render as of this ISO time (default: now)")
+    due = sub.add_parser("due", parents=parents, help="who is due at an instant (read-only)")
+    due.add_argument("--at", help="ISO time (default: now)")
+    due.add_argument("--grace-hours", type=float, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
+    run = sub.add_parser("run", parents=parents, help="send what is due and print a summary")
+    run.add_argument("--once", action="store_true", help="one pass, then exit (without it: keep running)")
+    run.add_argument("--at", help="treat this ISO time as now (default: now)")
+    run.add_argument("--grace-hours", type=float, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
+    return parser
+
+
+def parse_at(text: str | None, default: dt.datetime | None = None) -> dt.datetime:
+    if not text:
+        return default or dt.datetime.now(dt.timezone.utc)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"--at: '{text}' is not an ISO time; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00") from None
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
+def member_key(user: str) -> str:
+    return user if ":" in user else f"console:{user}"
+
+
+def default_senders() -> dict[str, DirectSender]:
+    from adapters.console_sender import ConsoleSender
+
+    return {"console": ConsoleSender()}
+
+
+async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, DirectSender] | Iterable[DirectSender] | None = None) -> int:
+    store = core.store
+    if store is None:
+        print("The nudges need a database (MLBOT_DB or --db).")
+        return 1
+    command = args.nudges_command
+    if command == "preview":
+        now = parse_at(getattr(args, "at", None), core.clock())
+        member = member_key(args.user)
+        sub = await nudges.get_subscription(store, member)
+        schedule = sub.schedule if sub else nudges.Schedule(timezone=await store.timezone(member))
+        progress = await nudges.load_progress(store, core.content, member, now)
+        print(render_text(nudges.render_nudge(core.content, progress, schedule, now)))
+        print()
+        if sub is None:
+            print(f"{member} is not subscribed (the preview uses Monday 09:00 {schedule.timezone}).")
+        elif not sub.enabled:
+            print(f"{member}'s nudge is off{' (paused itself: DMs closed)' if sub.consecutive_failures >= nudges.FAILURES_BEFORE_PAUSE else ''}.")
+        else:
+            local = sub.next_due_at.astimezone(nudges.zone_of(sub.timezone))
+            print(f"Next due {nudges.iso(sub.next_due_at)} ({local:%a %d %b %H:%M %Z}).")
+        return 0
+    grace = dt.timedelta(hours=args.grace_hours)
+    if command == "due":
+        at = parse_at(args.at, core.clock())
+        rows = await nudges.due_nudges(store, at)
+        for row in rows:
+            local = row.due.astimezone(nudges.zone_of(row.schedule.timezone))
+            late = at - row.due
+            action = "send" if late <= grace else f"skip ({late / dt.timedelta(hours=1):.1f} h late)"
+            print(f"{row.member}\t{nudges.iso(row.due)}\t{local:%a %H:%M %Z}\t{action}")
+        print(f"{len(rows)} due at {nudges.iso(at)}")
+        return 0
+    registry = nudges.sender_registry(senders) if senders is not None else default_senders()
+    if not args.once:
+        await nudges.serve(store, core.content, registry, core.clock, grace=grace)
+        return 0
+    at = parse_at(args.at, core.clock())
+    clock = (lambda: at) if args.at else core.clock
+    summary = await nudges.run_once(store, core.content, registry, at, grace=grace, clock=clock)
+    if summary.waiting:
+        print(f"{summary.waiting} due but held by another scheduler or waiting for a retry")
+    print(summary.line())
+    return 0
+
+
+async def run(content, db: str, args: argparse.Namespace) -> int:
+    """`main` with a store opened on `db` and a Core around it (what `bot/cli.py` calls)."""
+    from bot.core import Core
+    from bot.store import open_store
+
+    async with open_store(db) as store:
+        return await main(args, Core(content, store=store))
