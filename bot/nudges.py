@@ -66,11 +66,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.delivery import Delivery, DirectSender
 from bot.replies import Action, Reply
-from bot.store import Store, StoreError, iso, open_store, parse_time, split_member
+from bot.store import Store, StoreError, Tx, iso, open_store, parse_time, split_member
 
 if TYPE_CHECKING:
     from bot.content import Content
@@ -307,7 +305,7 @@ async def get_subscription(store: Store, member: str) -> Subscription | None:
     return _subscription(member, rows[0]) if rows else None
 
 
-async def _first_free_due(db: aiosqlite.Connection, member_id: int, after: dt.datetime, weekday: int, at: dt.time, tz: str) -> dt.datetime:
+async def _first_free_due(db: Tx, member_id: int, after: dt.datetime, weekday: int, at: dt.time, tz: str) -> dt.datetime:
     """The next occurrence after `after` whose ISO week has no send yet (a week already
     sent, failed or skipped under an earlier schedule is not nudged twice)."""
     due = next_send_after(after, weekday, at, tz)
@@ -324,7 +322,7 @@ async def subscribe(store: Store, member: str, weekday: int, at: dt.time, tz: st
     `member_timezone` also becomes the member's timezone (streak weeks)."""
     zone_of(tz)  # refuse an unknown zone before writing anything
 
-    async def work(db: aiosqlite.Connection) -> None:
+    async def work(db: Tx) -> None:
         member_id = await store._member_id(db, member, now)
         if member_timezone:
             await db.execute("UPDATE members SET timezone = ? WHERE id = ?", (member_timezone, member_id))
@@ -348,7 +346,7 @@ async def unsubscribe(store: Store, member: str, now: dt.datetime) -> bool:
     scheduler re-reads `enabled` inside its claim transaction."""
     platform, user = split_member(member)
 
-    async def work(db: aiosqlite.Connection) -> bool:
+    async def work(db: Tx) -> bool:
         cursor = await db.execute(
             "UPDATE subscriptions SET enabled = 0, updated_at = ? WHERE enabled = 1 AND member_id = "
             "(SELECT id FROM members WHERE platform = ? AND user_id = ?)",
@@ -363,7 +361,7 @@ async def pause(store: Store, member: str, until: dt.datetime, now: dt.datetime)
     """Skip every nudge before `until`; None when the member has no active nudge."""
     platform, user = split_member(member)
 
-    async def work(db: aiosqlite.Connection) -> bool:
+    async def work(db: Tx) -> bool:
         row = await (await db.execute(
             "SELECT s.member_id, s.weekday, s.local_time, s.timezone FROM subscriptions s JOIN members m ON m.id = s.member_id "
             "WHERE m.platform = ? AND m.user_id = ? AND s.enabled = 1",
@@ -394,7 +392,7 @@ async def pending_notice(store: Store, member: str) -> str | None:
         return None
     member_id, notice = rows[0]
 
-    async def work(db: aiosqlite.Connection) -> bool:
+    async def work(db: Tx) -> bool:
         cursor = await db.execute("UPDATE subscriptions SET notice = NULL WHERE member_id = ? AND notice = ?", (member_id, notice))
         return cursor.rowcount > 0
 
@@ -579,7 +577,7 @@ async def _claim(store: Store, nudge: DueNudge, now: dt.datetime, me: str, grace
     week already settled or held. Returns the outcome and, after a skip whose next
     occurrence is already due, that nudge."""
 
-    async def work(db: aiosqlite.Connection) -> tuple[str, DueNudge | None]:
+    async def work(db: Tx) -> tuple[str, DueNudge | None]:
         row = await (await db.execute(
             "SELECT enabled, next_due_at, weekday, local_time, timezone FROM subscriptions WHERE member_id = ?", (nudge.member_id,)
         )).fetchone()
@@ -640,7 +638,7 @@ async def _claim(store: Store, nudge: DueNudge, now: dt.datetime, me: str, grace
 async def _finish(store: Store, nudge: DueNudge, me: str, outcome: str, error: str | None, now: dt.datetime) -> None:
     """Mark the claimed week sent or failed and move the schedule on; or release it."""
 
-    async def work(db: aiosqlite.Connection) -> None:
+    async def work(db: Tx) -> None:
         row = await (await db.execute(
             "SELECT next_due_at, weekday, local_time, timezone, consecutive_failures FROM subscriptions WHERE member_id = ?", (nudge.member_id,)
         )).fetchone()

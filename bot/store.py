@@ -1,11 +1,13 @@
-"""Member progress in SQLite (aiosqlite): path steps and courses done, practice cards,
-activity for streaks, usage for admins, and conversation state.
+"""Member progress: path steps and courses done, practice cards, activity for streaks,
+usage for admins, nudge subscriptions and sends, and conversation state.
 
-One connection does every read and write, so writes never race inside a process;
-across processes `BEGIN IMMEDIATE` plus `busy_timeout` queue writers instead of failing.
-WAL with `synchronous=FULL`: a commit the member saw confirmed survives `kill -9` and
-power loss. SQL stays portable (no SQLite-only types in the interface) so the same
-`Store` can be served from PostgreSQL later.
+`Store` holds every query, in SQL both SQLite and PostgreSQL run (`?` placeholders,
+`ON CONFLICT`, `RETURNING`, ISO-8601 UTC text for times); a subclass brings the
+connection and transactions. `SqliteStore` (aiosqlite) is the default: one connection
+does every read and write, so writes never race inside a process; across processes
+`BEGIN IMMEDIATE` plus `busy_timeout` queue writers instead of failing. WAL with
+`synchronous=FULL`: a commit the member saw confirmed survives `kill -9` and power
+loss. `bot.store_pg.PostgresStore` serves `MLBOT_DB=postgresql://...` for replicas.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import sqlite3
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 import aiosqlite
 
@@ -26,6 +28,23 @@ BUSY_TIMEOUT_MS = 5000
 
 class StoreError(UserError):
     """The database can't be used; the message names the path and what to do."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    async def fetchone(self) -> tuple | None: ...
+
+    async def fetchall(self) -> Iterable[tuple]: ...
+
+
+class Tx(Protocol):
+    """A connection inside one transaction: the part of aiosqlite's API the queries use,
+    which the PostgreSQL store provides too."""
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> Cursor: ...
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> Iterable[tuple]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,33 +172,25 @@ def split_member(key: str) -> tuple[str, str]:
 
 
 class Store:
-    """The store interface, served here by SQLite."""
+    """Every query the bot makes, for any backend. Subclasses implement `open`, `close`,
+    `_write` (one transaction: all of `work` lands, or none), `_read` and `_read_dicts`."""
 
-    def __init__(self, path: str):
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-        # One connection serves every coroutine: a transaction must not interleave with
-        # another's statements, so writes and reads take turns.
-        self._lock = asyncio.Lock()
-
-    # --- lifecycle --------------------------------------------------------------------
+    path: str
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(self._explain(exc)) from None
-        try:
-            self._db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._db.execute("PRAGMA journal_mode = WAL")
-            await self._db.execute("PRAGMA synchronous = FULL")
-            await self._db.execute("PRAGMA foreign_keys = ON")
-            await self._migrate()
-        except sqlite3.Error as exc:
-            await self.close()
-            raise StoreError(self._explain(exc)) from None
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
+        raise NotImplementedError
+
+    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
     async def ping(self) -> bool:
         """True when the database answers a query (for /healthz)."""
@@ -189,75 +200,9 @@ class Store:
         except StoreError:
             return False
 
-    async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
-
-    def _explain(self, exc: BaseException) -> str:
-        text = str(exc).lower()
-        if "not a database" in text or "malformed" in text:
-            return f"The database file {self.path} is not a SQLite database (or is damaged). Point MLBOT_DB or --db at another file, or move this one away."
-        if "locked" in text or "busy" in text:
-            return f"The database {self.path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s. Try again in a moment; if it persists, stop the other mlbot process."
-        if "readonly" in text or "unable to open" in text or "permission" in text or "read-only" in text:
-            return f"Can't write the database {self.path}. Check that its folder exists and is writable, or point MLBOT_DB or --db elsewhere."
-        return f"The database {self.path} can't be used ({exc}). Point MLBOT_DB or --db at another file."
-
-    async def _migrate(self) -> None:
-        db = self._conn
-        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"The database {self.path} was made by a newer mlbot (schema {version}, this one knows {len(MIGRATIONS)}). Upgrade mlbot or use another file."
-            )
-        for number, (_, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                current = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-                if current < number:  # another process may have migrated meanwhile
-                    await _run_script(db, sql)
-                    await db.execute(f"PRAGMA user_version = {number}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-
-    @property
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError(f"The database {self.path} is not open.")
-        return self._db
-
-    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
-        """Run `work` in one immediate transaction: all of it lands, or none."""
-        db = self._conn
-        async with self._lock:
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(self._explain(exc)) from None
-            try:
-                result = await work(db)
-                await db.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                await db.execute("ROLLBACK")
-                raise StoreError(self._explain(exc)) from None
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-
-    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        try:
-            async with self._lock:
-                return list(await self._conn.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
-            raise StoreError(self._explain(exc)) from None
-
     # --- members ----------------------------------------------------------------------
 
-    async def _member_id(self, db: aiosqlite.Connection, key: str, now: dt.datetime | None = None) -> int:
+    async def _member_id(self, db: Tx, key: str, now: dt.datetime | None = None) -> int:
         platform, user = split_member(key)
         stamp = iso(now or dt.datetime.now(dt.timezone.utc))
         rows = await db.execute_fetchall(
@@ -283,7 +228,7 @@ class Store:
         if column not in ("timezone", "pending_action", "current_card"):
             raise ValueError(column)
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Tx) -> None:
             member = await self._member_id(db, key)
             await db.execute(f"UPDATE members SET {column} = ? WHERE id = ?", (value, member))
 
@@ -303,7 +248,7 @@ class Store:
     async def mark_done(self, key: str, kind: str, item: str, now: dt.datetime) -> bool:
         """Record `item` done; False when it already was."""
 
-        async def work(db: aiosqlite.Connection) -> bool:
+        async def work(db: Tx) -> bool:
             member = await self._member_id(db, key, now)
             cursor = await db.execute(
                 "INSERT INTO progress (member_id, kind, item_id, done_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -317,7 +262,7 @@ class Store:
         return await self._write(work)
 
     async def undo(self, key: str, kind: str, item: str) -> bool:
-        async def work(db: aiosqlite.Connection) -> bool:
+        async def work(db: Tx) -> bool:
             member = await self._member_id(db, key)
             cursor = await db.execute("DELETE FROM progress WHERE member_id = ? AND kind = ? AND item_id = ?", (member, kind, item))
             return cursor.rowcount > 0
@@ -361,10 +306,11 @@ class Store:
         False (nothing written) when `expected_card` is no longer the member's current
         card: a double click or a second process got there first."""
 
-        async def work(db: aiosqlite.Connection) -> bool:
+        async def work(db: Tx) -> bool:
             member = await self._member_id(db, key, now)
-            current = await (await db.execute("SELECT current_card FROM members WHERE id = ?", (member,))).fetchone()
-            if current[0] != expected_card:
+            # Taking the card is the guard: one conditional update wins, even across replicas.
+            taken = await db.execute("UPDATE members SET current_card = NULL WHERE id = ? AND current_card = ?", (member, expected_card))
+            if taken.rowcount != 1:
                 return False
             await db.execute(
                 "INSERT INTO cards (member_id, question_id, ease, interval_days, repetitions, due_at, reviews, lapses, last_grade) "
@@ -375,7 +321,6 @@ class Store:
             )
             await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
             await db.execute("INSERT INTO activity (member_id, kind, at) VALUES (?, 'review', ?)", (member, iso(now)))
-            await db.execute("UPDATE members SET current_card = NULL WHERE id = ?", (member,))
             return True
 
         return await self._write(work)
@@ -393,7 +338,7 @@ class Store:
     # --- usage and admin --------------------------------------------------------------
 
     async def record_command(self, key: str, command: str, now: dt.datetime) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Tx) -> None:
             member = await self._member_id(db, key, now)
             await db.execute("INSERT INTO command_log (member_id, command, at) VALUES (?, ?, ?)", (member, command, iso(now)))
 
@@ -405,7 +350,7 @@ class Store:
         if not normal:
             return
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Tx) -> None:
             await db.execute(
                 "INSERT INTO unanswered (text, count, last_seen) VALUES (?, 1, ?) "
                 "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen",
@@ -433,11 +378,8 @@ class Store:
         if member is None:
             return {}
         out: dict[str, Any] = {}
-        async with self._lock:
-            for table, where in (("members", "id"), *((t, "member_id") for t in PERSONAL_TABLES)):
-                cursor = await self._conn.execute(f"SELECT * FROM {table} WHERE {where} = ?", (member,))
-                columns = [c[0] for c in cursor.description]
-                out[table] = [dict(zip(columns, row)) for row in await cursor.fetchall()]
+        for table, where in (("members", "id"), *((t, "member_id") for t in PERSONAL_TABLES)):
+            out[table] = await self._read_dicts(f"SELECT * FROM {table} WHERE {where} = ?", (member,))
         return out
 
     async def forget(self, key: str) -> int:
@@ -446,7 +388,7 @@ class Store:
         if member is None:
             return 0
 
-        async def work(db: aiosqlite.Connection) -> int:
+        async def work(db: Tx) -> int:
             total = 0
             for table in PERSONAL_TABLES:
                 total += (await db.execute(f"DELETE FROM {table} WHERE member_id = ?", (member,))).rowcount
@@ -456,10 +398,116 @@ class Store:
         return await self._write(work)
 
 
+class SqliteStore(Store):
+    """The store in one SQLite file (or `:memory:`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._db: Tx | None = None
+        # One connection serves every coroutine: a transaction must not interleave with
+        # another's statements, so writes and reads take turns.
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(self._explain(exc)) from None
+        try:
+            self._db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreError(self._explain(exc)) from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    def _explain(self, exc: BaseException) -> str:
+        text = str(exc).lower()
+        if "not a database" in text or "malformed" in text:
+            return f"The database file {self.path} is not a SQLite database (or is damaged). Point MLBOT_DB or --db at another file, or move this one away."
+        if "locked" in text or "busy" in text:
+            return f"The database {self.path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s. Try again in a moment; if it persists, stop the other mlbot process."
+        if "readonly" in text or "unable to open" in text or "permission" in text or "read-only" in text:
+            return f"Can't write the database {self.path}. Check that its folder exists and is writable, or point MLBOT_DB or --db elsewhere."
+        return f"The database {self.path} can't be used ({exc}). Point MLBOT_DB or --db at another file."
+
+    async def _migrate(self) -> None:
+        db = self._conn
+        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"The database {self.path} was made by a newer mlbot (schema {version}, this one knows {len(MIGRATIONS)}). Upgrade mlbot or use another file."
+            )
+        for number, (_, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                current = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+                if current < number:  # another process may have migrated meanwhile
+                    await _run_script(db, sql)
+                    await db.execute(f"PRAGMA user_version = {number}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"The database {self.path} is not open.")
+        return self._db
+
+    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
+        """Run `work` in one immediate transaction: all of it lands, or none."""
+        db = self._conn
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(self._explain(exc)) from None
+            try:
+                result = await work(db)
+                await db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                await db.execute("ROLLBACK")
+                raise StoreError(self._explain(exc)) from None
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            async with self._lock:
+                return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
+
+    async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        try:
+            async with self._lock:
+                cursor = await self._conn.execute(sql, params)
+                columns = [c[0] for c in cursor.description]
+                return [dict(zip(columns, row)) for row in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
+
+
+
 PERSONAL_TABLES = ("progress", "cards", "reviews", "activity", "command_log", "subscriptions", "sends")
 
 
-async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
+async def _run_script(db: Tx, sql: str) -> None:
     """Run a migration's statements one by one inside the open transaction
     (`executescript` would commit first)."""
     for statement in sql.split(";"):
@@ -467,9 +515,22 @@ async def _run_script(db: aiosqlite.Connection, sql: str) -> None:
             await db.execute(statement)
 
 
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def make_store(target: str) -> Store:
+    """A SQLite file path (or `:memory:`), or a `postgresql://` URL."""
+    if is_postgres(target):
+        from bot.store_pg import PostgresStore
+
+        return PostgresStore(target)
+    return SqliteStore(target)
+
+
 @asynccontextmanager
-async def open_store(path: str) -> AsyncIterator[Store]:
-    store = Store(path)
+async def open_store(target: str) -> AsyncIterator[Store]:
+    store = make_store(target)
     await store.open()
     try:
         yield store

@@ -38,9 +38,56 @@ def clock() -> Clock:
     return Clock(dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc))
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL server for the session, or the reason there is none."""
+    import pg_cluster
+
+    try:
+        cluster = pg_cluster.start()
+    except pg_cluster.Unavailable as exc:
+        yield exc
+        return
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-async def store(tmp_path):
-    async with open_store(str(tmp_path / "mlbot.sqlite3")) as s:
+async def postgres_url(postgres_cluster):
+    """A fresh, empty database on the session's server; dropped afterwards."""
+    import uuid
+
+    import asyncpg
+
+    from pg_cluster import Unavailable
+
+    if isinstance(postgres_cluster, Unavailable):
+        pytest.skip(f"PostgreSQL unavailable: {postgres_cluster}")
+    name = f"mlbot_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_cluster.url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    yield postgres_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    admin = await asyncpg.connect(postgres_cluster.url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request, tmp_path) -> str:
+    """Where the store lives: every store-backed test runs on both backends."""
+    if request.param == "sqlite":
+        return str(tmp_path / "mlbot.sqlite3")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def store(db_target):
+    async with open_store(db_target) as s:
         yield s
 
 

@@ -73,11 +73,11 @@ class FakeSender:
 
 
 @pytest.fixture
-async def env(tmp_path):
+async def env(db_target):
     time = FakeTime(WED)
-    async with open_store(str(tmp_path / "db.sqlite3")) as store:
+    async with open_store(db_target) as store:
         core = Core(CONTENT, store=store, clock=time.clock)
-        yield core, time, tmp_path / "db.sqlite3"
+        yield core, time, db_target
 
 
 def limiter(time: FakeTime, rates=None) -> nudges.RateLimiter:
