@@ -326,8 +326,18 @@ def redacted_logs(token: str) -> Iterator[None]:
             handler.removeFilter(redactor)
 
 
+class ShardedMlBotClient(MlBotClient, discord.AutoShardedClient):
+    """The same bot over several gateway shards (`DISCORD_SHARD_COUNT`); a replica runs
+    the shards in `DISCORD_SHARD_IDS`, or all of them."""
+
+
 def build_client(core: Core, settings: Settings, *, sync_state_dir: Path, defer_after: float = DEFER_AFTER, **options: Any) -> MlBotClient:
     """The Discord client; `options` go to `discord.Client` (tests shorten timeouts)."""
+    if settings.discord_shard_count:
+        options["shard_count"] = settings.discord_shard_count
+        if settings.discord_shard_ids:
+            options["shard_ids"] = list(settings.discord_shard_ids)
+        return ShardedMlBotClient(core, sync_state_dir=sync_state_dir, guild_id=settings.discord_guild_id, defer_after=defer_after, **options)
     return MlBotClient(core, sync_state_dir=sync_state_dir, guild_id=settings.discord_guild_id, defer_after=defer_after, **options)
 
 

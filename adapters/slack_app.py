@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import logging
 import re
 import time
@@ -35,12 +36,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home
-from bot.core import Core, apology
+from bot.core import Core, apology, utc_now
 from bot.delivery import Delivery
 from bot.messages import Message
 from bot.observe import Observer
 from bot.replies import Reply
 from bot.settings import Settings
+from bot.store import Store
 
 __all__ = [
     "EventDeduper",
@@ -149,7 +151,7 @@ class EventDeduper(Protocol):
 class MemoryDeduper:
     """Event ids seen within `ttl` seconds, at most `size` of them (oldest forgotten first).
 
-    Enough for one process; several replicas need a shared store behind the same interface."""
+    For a core without a store; with one, `StoreDeduper` shares the ids between replicas."""
 
     def __init__(self, *, size: int = 10_000, ttl: float = 3600.0, clock: Callable[[], float] = time.monotonic):
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
@@ -165,6 +167,17 @@ class MemoryDeduper:
             return False
         self._seen[event_id] = now
         return True
+
+
+class StoreDeduper:
+    """Event ids in the database: one answer per event across every replica."""
+
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime] = utc_now):
+        self._store = store
+        self._clock = clock
+
+    async def first_time(self, event_id: str) -> bool:
+        return await self._store.first_time(f"slack:{event_id}", self._clock())
 
 
 class Profiles:
@@ -333,7 +346,8 @@ def build_app(core: Core, settings: Settings, *, client: AsyncWebClient | None =
     """The bolt app with every listener registered; serve it over HTTP or Socket Mode."""
     client = client or make_client(settings.slack_bot_token)
     app = AsyncApp(client=client, signing_secret=settings.slack_signing_secret or "")
-    listeners = _Listeners(core, client, deduper or MemoryDeduper())
+    deduper = deduper or (StoreDeduper(core.store) if core.store is not None else MemoryDeduper())
+    listeners = _Listeners(core, client, deduper)
     app.middleware(listeners.skip_retries)
     app.event("app_mention")(listeners.mention)
     app.event("message")(listeners.direct_message)

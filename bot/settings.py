@@ -25,6 +25,8 @@ class Settings:
     slack_signing_secret: str | None
     port: int
     http_port: int | None = None  # /healthz and /metrics, when set
+    discord_shard_count: int | None = None  # total shards across replicas (AutoShardedClient)
+    discord_shard_ids: tuple[int, ...] | None = None  # the shards this replica runs (default: all)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> "Settings":
@@ -40,6 +42,8 @@ class Settings:
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
             port=int(env.get("PORT", "3000") or 3000),
             http_port=int(env["MLBOT_HTTP_PORT"]) if env.get("MLBOT_HTTP_PORT", "").isdigit() else None,
+            discord_shard_count=int(env["DISCORD_SHARD_COUNT"]) if env.get("DISCORD_SHARD_COUNT", "").isdigit() else None,
+            discord_shard_ids=_int_list(env.get("DISCORD_SHARD_IDS", "")),
         )
 
     @property
@@ -61,3 +65,9 @@ class Settings:
         elif not (self.slack_app_token or self.slack_signing_secret):
             lines.append("Slack: SLACK_BOT_TOKEN is set; also set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode).")
         return lines
+
+
+def _int_list(text: str) -> tuple[int, ...] | None:
+    """"0,2" -> (0, 2); anything else -> None."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return tuple(int(p) for p in parts) if parts and all(p.isdigit() for p in parts) else None

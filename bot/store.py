@@ -153,6 +153,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "platform event ids already answered (Slack retries, several replicas behind a load balancer)",
+        """
+        CREATE TABLE platform_events (
+            event_id TEXT PRIMARY KEY,
+            seen_at TEXT NOT NULL
+        );
+        CREATE INDEX platform_events_seen ON platform_events (seen_at);
+        """,
+    ),
 ]
 
 
@@ -369,6 +379,17 @@ class Store:
         graded = (await self._read("SELECT COUNT(*) FROM reviews"))[0][0]
         top = await self._read("SELECT command, COUNT(*) AS n FROM command_log GROUP BY command ORDER BY n DESC, command LIMIT 10")
         return {"members": members, "active_this_week": active, "cards_graded": graded, "top_commands": [(r[0], r[1]) for r in top]}
+
+    async def first_time(self, event_id: str, now: dt.datetime, *, keep: dt.timedelta = dt.timedelta(hours=2)) -> bool:
+        """True exactly once per `event_id`, whichever replica asks first; ids older
+        than `keep` are forgotten (platforms stop retrying within minutes)."""
+
+        async def work(db: Tx) -> bool:
+            await db.execute("DELETE FROM platform_events WHERE seen_at < ?", (iso(now - keep),))
+            cursor = await db.execute("INSERT INTO platform_events (event_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, iso(now)))
+            return cursor.rowcount == 1
+
+        return await self._write(work)
 
     # --- privacy ----------------------------------------------------------------------
 

@@ -45,15 +45,16 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
         yield Core(CONTENT, store=store)
 
 
-def settings(tmp_path: Path, guild_id: int | None = None) -> Settings:
-    env = {"DISCORD_TOKEN": TOKEN, "DISCORD_GUILD_ID": str(guild_id or "")}
+def settings(tmp_path: Path, guild_id: int | None = None, **env_extra: str) -> Settings:
+    env = {"DISCORD_TOKEN": TOKEN, "DISCORD_GUILD_ID": str(guild_id or ""), **env_extra}
     return Settings.from_env(env, db=str(tmp_path / "mlbot.sqlite3"))
 
 
 @contextlib.asynccontextmanager
-async def running(fake: FakeDiscord, core: Core, tmp_path: Path, *, guild_id: int | None = None, **options: Any) -> AsyncIterator[discord_app.MlBotClient]:
+async def running(fake: FakeDiscord, core: Core, tmp_path: Path, *, guild_id: int | None = None, env: dict[str, str] | None = None,
+                  **options: Any) -> AsyncIterator[discord_app.MlBotClient]:
     """`serve_discord` in a task, connected (READY received); cancelled and closed after."""
-    cfg = settings(tmp_path, guild_id)
+    cfg = settings(tmp_path, guild_id, **(env or {}))
     client = build_client(core, cfg, sync_state_dir=tmp_path / "state", **options)
     mark = fake.mark()
     task = asyncio.create_task(serve_discord(core, cfg, sync_state_dir=tmp_path / "state", client=client))
@@ -516,3 +517,13 @@ async def test_serve_discord_needs_a_token(core: Core, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DISCORD_TOKEN"):
         await serve_discord(core, cfg, sync_state_dir=tmp_path)
 
+
+
+async def test_shard_count_runs_an_auto_sharded_client_on_this_replicas_shards(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
+    """DISCORD_SHARD_COUNT=2 with DISCORD_SHARD_IDS=1: this replica identifies as shard 1 of 2 and answers."""
+    async with running(fake, core, tmp_path, env={"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1"}) as client:
+        assert isinstance(client, discord_app.ShardedMlBotClient)
+        identify = next(r for r in fake.records if r.path == "op2")
+        assert identify.json["d"]["shard"] == [1, 2]
+        response = await interact(fake, fake.slash("salary", {"level": "senior"}))
+    assert "$220,000" in embeds_text(response.json["data"])

@@ -161,3 +161,12 @@ async def test_concurrent_messages_share_one_store(core) -> None:
 
     replies = await asyncio.gather(*(core.handle(Message("slack", f"T1:U{i}", "done python fundamentals")) for i in range(20)))
     assert all("Marked done" in r.text for r in replies)
+
+
+async def test_an_event_id_is_answered_once_across_replicas(db_target) -> None:
+    """Two replicas (two stores on one database) asking about the same event: one wins."""
+    async with open_store(db_target) as one, open_store(db_target) as two:
+        assert await one.first_time("slack:Ev1", T0)
+        assert not await two.first_time("slack:Ev1", T0)
+        assert await two.first_time("slack:Ev2", T0)
+        assert await one.first_time("slack:Ev1", T0 + dt.timedelta(hours=3))  # long forgotten

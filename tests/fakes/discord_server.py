@@ -300,6 +300,8 @@ class FakeDiscord:
                     "guilds": [], "session_id": f"session-{self._session}", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway-resume",
                     "application": {"id": str(APP_ID), "flags": 0},
                 }
+                if payload["d"].get("shard"):  # Discord echoes the shard a sharded IDENTIFY asked for
+                    ready["shard"] = payload["d"]["shard"]
                 await self._send(ws, 0, ready, "READY")
             elif op == 6:
                 self.resumes += 1
