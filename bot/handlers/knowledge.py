@@ -353,6 +353,14 @@ def fallback(core: "Core", route: "Route") -> Reply:
 # --- registry ------------------------------------------------------------------------
 
 
+def _role_choices(c: Content) -> list[Choice]:
+    return [Choice(r.id, r.name) for r in c.roles.values()]
+
+
+def _background_choices(c: Content) -> list[Choice]:
+    return [Choice(b.id, b.name) for b in c.backgrounds.values()]
+
+
 SPECS = [
     CommandSpec(
         "help",
@@ -368,7 +376,7 @@ SPECS = [
         "role",
         "What a role does: ML engineer, data scientist, data engineer, AI engineer, ...",
         role,
-        params=(Param("name", "The role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),),
+        params=(Param("name", "The role", kind="role", choices=_role_choices),),
         aliases=("roles",),
         keywords=("role", "roles", "job of", "job", "jobs", "day to day", "responsibilities", "duties", "actually do", "what is a", "what is an", "who is", "describe", "work like", "position"),
         signals={"role": 1},
@@ -379,8 +387,8 @@ SPECS = [
         "Two roles side by side.",
         compare,
         params=(
-            Param("first", "A role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),
-            Param("second", "Another role", kind="role", choices=lambda c: [Choice(r.id, r.name) for r in c.roles.values()]),
+            Param("first", "A role", kind="role", choices=_role_choices),
+            Param("second", "Another role", kind="role", choices=_role_choices),
         ),
         aliases=("vs",),
         keywords=("versus", "compare", "comparison", "difference", "differences", "differ", "different", "between", "or", "which should i choose", "vs"),
@@ -422,7 +430,7 @@ SPECS = [
         course,
         params=(
             Param("name", "The course", kind="course", choices=lambda c: [Choice(x.id, x.title) for x in c.courses.values()]),
-            Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),
+            Param("background", "Your background", kind="background", choices=_background_choices),
         ),
         keywords=("course", "class", "mooc", "lecture", "taught", "enroll", "take first", "start with", "which first", "covers"),
         signals={"course": 4, "background": 1},
@@ -432,7 +440,7 @@ SPECS = [
         "courses",
         "The top-rated courses, or the ones for your background.",
         courses,
-        params=(Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),),
+        params=(Param("background", "Your background", kind="background", choices=_background_choices),),
         keywords=("courses", "classes", "moocs", "learn", "study", "studying", "training", "tutorials", "recommend", "recommendations", "best courses", "top rated", "highest rated"),
         signals={"background": 1},
         examples=("courses for software-engineering",),
@@ -470,7 +478,7 @@ SPECS = [
         "timeline",
         "How long it takes, by background.",
         timeline,
-        params=(Param("background", "Your background", kind="background", choices=lambda c: [Choice(b.id, b.name) for b in c.backgrounds.values()]),),
+        params=(Param("background", "Your background", kind="background", choices=_background_choices),),
         aliases=("howlong",),
         keywords=("how long", "how many months", "how many years", "how much time", "timeline", "timelines", "how fast", "how quickly", "months", "take to become", "long does it take"),
         signals={"background": 1},

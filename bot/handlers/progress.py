@@ -107,8 +107,8 @@ async def next_step(req: "Request") -> Reply:
     )
 
 
-def _resolve_item(req: "Request") -> tuple[str, str] | Reply:
-    """(kind, id) of the step or course the member named, or a reply asking which."""
+def _resolve_item(req: "Request") -> tuple[str, str, str] | Reply:
+    """(kind, id, name) of the step or course the member named, or a reply asking which."""
     c = req.content
     steps = list(dict.fromkeys(req.route.ids(STEP)))
     courses = list(dict.fromkeys(req.route.ids(COURSE)))
@@ -123,7 +123,7 @@ def _resolve_item(req: "Request") -> tuple[str, str] | Reply:
         elif "step" in words:
             courses = []
     if len(steps) + len(courses) == 1:
-        return (STEP, steps[0]) if steps else (COURSE, courses[0])
+        return (STEP, steps[0], c.path_steps[steps[0]].name) if steps else (COURSE, courses[0], c.courses[courses[0]].title)
     options = {f"step:{s}": c.path_steps[s].name for s in c.path_steps} | {f"course:{x}": c.courses[x].title for x in c.courses}
     if steps or courses:
         near = [f"step:{s}" for s in steps] + [f"course:{x}" for x in courses]
@@ -143,8 +143,7 @@ async def done(req: "Request") -> Reply:
     resolved = _resolve_item(req)
     if isinstance(resolved, Reply):
         return resolved
-    kind, item = resolved
-    name = req.content.path_steps[item].name if kind == STEP else req.content.courses[item].title
+    kind, item, name = resolved
     added = await req.store.mark_done(req.member, kind, item, req.now)
     text = f"Marked done: {name}." if added else f"{name} was already marked done."
     return Reply(text=text + " `progress` shows where you stand, `next` what comes next.", actions=(Action("Undo", f"undo {item}"),), ephemeral=True)
@@ -154,8 +153,7 @@ async def undo(req: "Request") -> Reply:
     resolved = _resolve_item(req)
     if isinstance(resolved, Reply):
         return resolved
-    kind, item = resolved
-    name = req.content.path_steps[item].name if kind == STEP else req.content.courses[item].title
+    kind, item, name = resolved
     removed = await req.store.undo(req.member, kind, item)
     return Reply(text=f"Unmarked: {name}." if removed else f"{name} was not marked done.", ephemeral=True)
 
