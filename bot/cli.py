@@ -12,7 +12,7 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, TextIO
+from typing import AsyncIterator
 
 from bot import nudges_cli
 from bot.content import ContentError, load_content
@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "nudges":
             return asyncio.run(nudges_cli.run(content, settings.db, args))
         if args.command == "ask":
-            return asyncio.run(_ask(content, settings, args))
+            return asyncio.run(_ask(content, settings, args, content_dir))
         if args.command == "run" or (args.command is None and settings.platforms):
-            return asyncio.run(_run(content, settings, strict=args.command == "run"))
+            return asyncio.run(_run(content, settings, content_dir))
         if args.command is None:
             for line in settings.missing_credentials():
                 print(f"Not starting {line}", file=sys.stderr)
             print("Starting the console chat instead.", file=sys.stderr)
-        asyncio.run(_chat(content, settings, args))
+        asyncio.run(_chat(content, settings, args, content_dir))
         return 0
     except StoreError as exc:
         print(exc, file=sys.stderr)
@@ -95,15 +95,15 @@ def check_content(directory: Path | None) -> int:
 
 
 @asynccontextmanager
-async def _core(content, settings: Settings) -> AsyncIterator[Core]:
+async def _core(content, settings: Settings, content_dir: Path | None) -> AsyncIterator[Core]:
     async with open_store(settings.db) as store:
-        yield Core(content, store=store)
+        yield Core(content, store=store, content_dir=content_dir)
 
 
-async def _chat(content, settings: Settings, args: argparse.Namespace) -> None:
+async def _chat(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> None:
     from adapters.console import chat
 
-    async with _core(content, settings) as core:
+    async with _core(content, settings, content_dir) as core:
         await chat(core, args.user, is_admin=args.admin)
 
 
@@ -114,10 +114,10 @@ def _as_json(query: str, reply: Reply) -> str:
     )
 
 
-async def _ask(content, settings: Settings, args: argparse.Namespace, stdin: TextIO | None = None) -> int:
-    async with _core(content, settings) as core:
+async def _ask(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> int:
+    async with _core(content, settings, content_dir) as core:
         if args.text == ["-"]:
-            for line in stdin or sys.stdin:
+            for line in sys.stdin:
                 query = line.rstrip("\n")
                 reply = await core.handle(Message("console", args.user, query, is_admin=args.admin))
                 print(_as_json(query, reply), flush=True)
@@ -128,7 +128,7 @@ async def _ask(content, settings: Settings, args: argparse.Namespace, stdin: Tex
         return 0
 
 
-async def _run(content, settings: Settings, *, strict: bool) -> int:
+async def _run(content, settings: Settings, content_dir: Path | None) -> int:
     if not settings.platforms:
         print("No platform credentials are set, so there is nothing to run:", file=sys.stderr)
         for line in settings.missing_credentials():
@@ -140,5 +140,5 @@ async def _run(content, settings: Settings, *, strict: bool) -> int:
 
     use_json_logs()
     async with open_store(settings.db) as store:
-        await run_platforms(Core(content, store=store, observer=PrometheusObserver()), settings)
+        await run_platforms(Core(content, store=store, observer=PrometheusObserver(), content_dir=content_dir), settings)
     return 0

@@ -90,10 +90,12 @@ class Core:
         rng: random.Random | None = None,
         registry: Registry | None = None,
         observer: Observer | None = None,
+        content_dir: Path | None = None,
     ):
         from bot.handlers import build_registry  # the handlers import Core's types
 
         self.content = content
+        self.content_dir = content_dir  # where `reload` reads from (None: content/ of the checkout)
         self.store = store
         self.clock = clock
         self.rng = rng or random.Random()
@@ -241,14 +243,12 @@ class Core:
         return [choices[key] for _, _, key in scored]
 
     def reload(self, directory: Path | None = None) -> list[str]:
-        """Load content again; on any problem keep serving the old content."""
+        """Load content again (from where it was loaded first); on any problem keep
+        serving the old content."""
         try:
-            content = load_content(directory)
+            content = load_content(directory or self.content_dir)
         except ContentError as exc:
             return [str(p) for p in exc.problems]
         self.content = content
         self.router = Router(content, self.registry)
         return []
-
-    def command_specs(self) -> list[CommandSpec]:
-        return list(self.registry)

@@ -120,8 +120,8 @@ class PostgresStore(Store):
         try:
             async with self._transaction() as conn:
                 return await work(_Transaction(conn))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"The PostgreSQL database {self._where()} is unreachable ({type(exc).__name__}). Try again shortly.") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.") from None
 
     async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         return [tuple(r) for r in await self._fetch(sql, params)]
@@ -134,5 +134,5 @@ class PostgresStore(Store):
             raise StoreError(f"The database {self._where()} is not open.")
         try:
             return await self._pool.fetch(to_postgres(sql), *params)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"The PostgreSQL database {self._where()} is unreachable ({type(exc).__name__}). Try again shortly.") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.") from None

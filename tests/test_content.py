@@ -128,3 +128,19 @@ async def test_bad_reload_keeps_old_content(content_dir: Path, content) -> None:
     edit(content_dir / "courses.yaml", "rating: 9.8", "rating: high")
     problems_found = core.reload(content_dir)
     assert problems_found and core.content.courses["structuring-ml-projects"].rating == 9.8
+
+
+async def test_admin_reload_reads_the_directory_the_bot_started_from(content_dir: Path) -> None:
+    """`reload` picks up an edit in the bot's own content folder; a broken edit is refused."""
+    from bot.core import Core
+    from bot.messages import Message
+    from bot.replies import render_text
+
+    core = Core(load_content(content_dir), content_dir=content_dir)
+    edit(content_dir / "courses.yaml", "rating: 9.8", "rating: 9.9")
+    assert "Content reloaded" in render_text(await core.handle(Message("console", "a", "reload", is_admin=True)))
+    assert core.content.courses["structuring-ml-projects"].rating == 9.9
+    edit(content_dir / "courses.yaml", "rating: 9.9", "rating: lots")
+    refused = render_text(await core.handle(Message("console", "a", "reload", is_admin=True)))
+    assert "not reloaded" in refused and "courses.yaml" in refused
+    assert core.content.courses["structuring-ml-projects"].rating == 9.9

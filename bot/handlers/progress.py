@@ -391,5 +391,5 @@ SPECS = [
     CommandSpec("unanswered", "The questions members asked that I couldn't answer.", unanswered,
                 params=(Param("count", "How many (default 10)"),), examples=("unanswered 20",), **ADMIN),
     CommandSpec("stats", "Members, weekly activity, cards graded, top commands.", stats, examples=("stats",), **ADMIN),
-    CommandSpec("reload", "Reload content; a bad edit keeps the old content serving.", reload, examples=("reload",), **ADMIN),
+    CommandSpec("reload", "Reload content; a bad edit keeps the old content serving.", reload, examples=("reload",), admin=True, group="Admins"),
 ]
