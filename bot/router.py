@@ -39,7 +39,10 @@ STOPWORDS = frozenset(
     must one two three four five six first next last new old way work works working someone something
     anything everything people person thing things kind sort lot lots bit little big small right left
     well still even just actually ever never always often usually there here today week weeks month
-    months year years day days hour hours cats dogs cat dog joke jokes weather funny love hate""".split()
+    months year years day days hour hours cats dogs cat dog joke jokes weather funny love hate
+    startup startups company companies team teams big large huge tiny corporate enterprise bank banks
+    friend friends family money job jobs life world today tomorrow yesterday morning evening night
+    city country home office remote hybrid boss manager colleague school college university""".split()
 )
 
 
@@ -89,8 +92,12 @@ class Router:
 
     def _add(self, text: str, kind: str, ident: str) -> None:
         key = phrase(text)
-        if key and (kind, ident) not in self._index.get(key, ()):
-            self._index.setdefault(key, []).append((kind, ident))
+        if not key:
+            return
+        variants = [key] if key.endswith("s") or key[-1].isdigit() else [key, key + "s"]  # "ml engineer(s)"
+        for variant in variants:
+            if (kind, ident) not in self._index.get(variant, ()):
+                self._index.setdefault(variant, []).append((kind, ident))
 
     def _add_all(self, kind: str, items: Iterable[tuple[str, Iterable[str]]]) -> None:
         for ident, names in items:
@@ -122,8 +129,11 @@ class Router:
     def _correct_uncached(self, token: str) -> str:
         if token in self._vocabulary or len(token) < 4 or not token.isalpha():
             return token
+        if token.endswith("s") and token[:-1] in self._vocabulary:  # "engineers" -> "engineer"
+            return token[:-1]
         candidates = [w for w in self._candidates if abs(len(w) - len(token)) <= 2]
-        best = process.extractOne(token, candidates, scorer=fuzz.ratio, score_cutoff=80)
+        # Short words need a closer match: "track" is not a typo of "stack".
+        best = process.extractOne(token, candidates, scorer=fuzz.ratio, score_cutoff=85 if len(token) <= 5 else 80)
         return best[0] if best else token
 
     def normalise(self, text: str) -> list[str]:
@@ -161,7 +171,11 @@ class Router:
         spec = self._registry.get(words[0]) if words[0] in self._words else None
         if spec is not None:
             explicit = self._explicit(spec, words[1:], text.split()[1:])
-            if not explicit.leftover or any(p.kind is None for p in spec.params):
+            if any(p.kind is None for p in spec.params):
+                return explicit
+            own_kinds = {p.kind for p in spec.params} | {KEYWORD}
+            foreign = any(e.kind not in own_kinds for e in explicit.entities)
+            if not explicit.leftover and (explicit.args or not foreign):
                 return explicit
         found, _ = self.entities(words)
         best = self._best(found)

@@ -45,6 +45,11 @@ async def test_compare_uses_both_tables(ask) -> None:
     assert "ML engineer vs data scientist vs AI engineer" in text
 
 
+async def test_one_role_against_company_size_answers_with_the_role(ask) -> None:
+    text = await ask("what do ML engineers do at startups vs big companies")
+    assert "At smaller companies you might own the whole stack" in text
+
+
 async def test_course_detail(ask) -> None:
     text = await ask("Production Machine Learning Systems")
     assert "9.7" in text and "Coursera" in text and "Production skills" in text

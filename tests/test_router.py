@@ -198,6 +198,12 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("what's the 5 step path", "path", {"sequence": "five-step-break-in"}),
     ("whats a good first project for my portfolio", "interview", {"section": "portfolio"}),
     ("what certifications does AWS offer for ML", "certifications", {}),
+    ("what's the difference between a data scientist and an ML engineer in terms of pay?", "salary", {}),
+    ("what do ML engineers do at startups vs big companies", "compare", {"first": "ml-engineer"}),
+    ("Do I need to know statistics?", "faq", {"question": "math"}),
+    ("how do I track my progress", "progress", {}),
+    ("how should I prepare for the system design interview", "interview", {}),
+    ("explain the 6 step path", "path", {"sequence": "six-step"}),
     # help, sources, fallback
     ("help", "help", {}),
     ("hello", "help", {}),

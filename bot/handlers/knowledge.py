@@ -60,6 +60,9 @@ async def role(req: "Request") -> Reply:
 async def compare(req: "Request") -> Reply:
     c = req.content
     ids = list(dict.fromkeys(req.route.ids("role") or [req.args[k] for k in ("first", "second") if k in req.args]))
+    if ids == [DEFAULT_ROLE]:  # "ML engineers at startups vs big companies": the role itself answers
+        req.args["name"] = DEFAULT_ROLE
+        return await role(req)
     if len(ids) == 1:
         ids = [DEFAULT_ROLE, ids[0]] if ids[0] != DEFAULT_ROLE else [DEFAULT_ROLE, "data-scientist"]
     if not ids:
@@ -155,11 +158,13 @@ QUESTION_SECTION = "question"
 async def interview(req: "Request") -> Reply:
     c = req.content
     section_id = req.args.get("section") or "tips"
-    if section_id == QUESTION_SECTION or "topic" in req.args:
+    asked_for_question = {"question", "questions", "quiz"} & set(req.message.text.lower().split())
+    if section_id == QUESTION_SECTION or asked_for_question:
         return interview_question(req)
     section = c.sections[section_id]
     other = ", ".join(f"`interview {s}`" for s in c.sections if s != section_id)
-    return facts_reply(section.title, section.facts, c, footer=f"More: {other}, `practice [topic]`.")
+    practice = f"`practice {req.args['topic']}`" if "topic" in req.args else "`practice [topic]`"
+    return facts_reply(section.title, section.facts, c, footer=f"More: {other}. Drill questions: {practice}.")
 
 
 def interview_question(req: "Request") -> Reply:
@@ -373,6 +378,22 @@ SPECS = [
         group="Learn",
     ),
     CommandSpec(
+        "salary",
+        "Salary bands by level and region, with their sources.",
+        salary,
+        params=(
+            Param("level", "Seniority", kind="level", choices=lambda c: [Choice(l.id, l.name) for l in c.levels.values()]),
+            Param("region", "Where", kind="region", choices=lambda c: [Choice(r.id, r.name) for r in c.regions.values()]),
+            Param("years", "Years of experience", kind="years", type="int"),
+        ),
+        aliases=("salaries", "pay"),
+        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "rich", "package", "in terms of pay", "in terms of salary", "pay wise",
+                  "salary wise", "earn more", "earns more", "paid more", "pays more", "pay more", "make more"),
+        signals={"level": 2, "region": 1, "years": 2, "salary_note": 3},
+        requires=("keyword", "level", "years"),
+        examples=("what do senior ML engineers earn in Europe?", "salary entry", "salary with 3 years"),
+    ),
+    CommandSpec(
         "role",
         "What a role does: ML engineer, data scientist, data engineer, AI engineer, ...",
         role,
@@ -395,21 +416,6 @@ SPECS = [
         signals={"role": 1},
         requires=("role",),
         examples=("ml engineer vs data scientist",),
-    ),
-    CommandSpec(
-        "salary",
-        "Salary bands by level and region, with their sources.",
-        salary,
-        params=(
-            Param("level", "Seniority", kind="level", choices=lambda c: [Choice(l.id, l.name) for l in c.levels.values()]),
-            Param("region", "Where", kind="region", choices=lambda c: [Choice(r.id, r.name) for r in c.regions.values()]),
-            Param("years", "Years of experience", kind="years", type="int"),
-        ),
-        aliases=("salaries", "pay"),
-        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "rich", "package"),
-        signals={"level": 2, "region": 1, "years": 2, "salary_note": 2},
-        requires=("keyword", "level", "years"),
-        examples=("what do senior ML engineers earn in Europe?", "salary entry", "salary with 3 years"),
     ),
     CommandSpec(
         "interview",

@@ -357,7 +357,7 @@ ADMIN = dict(admin=True, needs_store=True, group="Admins")
 
 SPECS = [
     CommandSpec("progress", "Your path steps, courses, practice and streak.", progress, aliases=("status",),
-                keywords=("my progress", "progress", "where do i stand", "how am i doing", "what have i done"), examples=("progress",), **PERSONAL),
+                keywords=("my progress", "progress", "track my progress", "where do i stand", "how am i doing", "what have i done"), examples=("progress",), **PERSONAL),
     CommandSpec("next", "Your next path step, its course and one thing to do this week.", next_step, aliases=("todo",),
                 keywords=("what next", "what should i do next", "next step", "what now", "what should i study"), examples=("next",), **PERSONAL),
     CommandSpec("done", "Mark a path step or course done.", done,
