@@ -15,7 +15,6 @@ import textwrap
 from typing import Any, Iterable, Mapping
 
 from bot.commands import Choice, CommandSpec, Param
-from bot.content import Content
 from bot.messages import Message
 
 CHAT_INPUT = 1

@@ -26,7 +26,6 @@ from bot.schema import (
     list_of,
     load_file,
     number,
-    one_or_more,
     record,
     ref,
     text,

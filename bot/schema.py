@@ -170,18 +170,6 @@ def list_of(item: Spec, *, min_items: int = 0) -> Spec:
     return spec
 
 
-def one_or_more(item: Spec) -> Spec:
-    """A single value or a list of them; always a tuple."""
-    many = list_of(item, min_items=1)
-
-    def spec(node: yaml.Node, ctx: Context) -> tuple:
-        if isinstance(node, yaml.SequenceNode):
-            return many(node, ctx)
-        return (item(node, ctx),)
-
-    return spec
-
-
 @dataclass(frozen=True, slots=True)
 class F:
     """A field of a record: its spec, whether it is required, its default."""

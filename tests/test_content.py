@@ -54,7 +54,7 @@ def test_unknown_key(content_dir: Path) -> None:
 
 
 def test_missing_required_field(content_dir: Path) -> None:
-    line = edit(content_dir / "courses.yaml", "    rating: 9.8\n", "")
+    edit(content_dir / "courses.yaml", "    rating: 9.8\n", "")
     found = problems(content_dir)
     assert any(p.startswith("content/courses.yaml:") and "missing required key 'rating'" in p for p in found), found
 
@@ -86,7 +86,7 @@ def test_unknown_source(content_dir: Path) -> None:
 
 
 def test_yaml_syntax_error(content_dir: Path) -> None:
-    line = edit(content_dir / "faq.yaml", "  - id: phd", "  - id: [phd")
+    edit(content_dir / "faq.yaml", "  - id: phd", "  - id: [phd")
     found = problems(content_dir)
     assert any(p.startswith("content/faq.yaml:") and "not valid YAML" in p for p in found), found
 
