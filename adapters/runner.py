@@ -50,7 +50,7 @@ async def run_platforms(core: Core, settings: Settings) -> None:
         services["slack"] = serve_slack(core, settings, client=slack_client)
         checks["slack"] = _async(lambda: True)
     if core.store is not None and senders:
-        services["nudges"] = nudges.serve(core.store, core.content, senders, utc_now, observer=core.observer)
+        services["nudges"] = nudges.serve(core.store, lambda: core.content, senders, utc_now, observer=core.observer)
     if settings.http_port is not None:
         services["ops"] = _serve_ops(core, settings.http_port, checks)
     log.info("starting: %s", ", ".join(services))

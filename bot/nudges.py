@@ -795,7 +795,7 @@ async def run_once(
 
 async def serve(
     store: Store,
-    content: "Content",
+    content: "Content | Callable[[], Content]",
     senders: Mapping[str, DirectSender] | Iterable[DirectSender],
     clock: Clock,
     sleep: Sleep = asyncio.sleep,
@@ -825,7 +825,8 @@ async def serve(
     while ticks is None or tick < ticks:
         tick += 1
         try:
-            summary = await run_once(store, content, registry, clock(), grace=grace, limiter=limiter, clock=clock, scheduler_id=me,
+            current = content() if callable(content) else content  # a getter follows admin reloads
+            summary = await run_once(store, current, registry, clock(), grace=grace, limiter=limiter, clock=clock, scheduler_id=me,
                                      observer=observer)
             if summary.sent or summary.failed or summary.skipped:
                 log.info("nudges: %s", summary.line())
