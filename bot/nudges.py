@@ -88,6 +88,8 @@ MAX_RATE_LIMIT_RETRIES = 3
 FAILURES_BEFORE_PAUSE = 3
 SERVE_INTERVAL = 60.0  # the scheduler wakes at least this often (new subscriptions, retries)
 DEFAULT_CONCURRENCY = 20
+LEASE = dt.timedelta(minutes=5)  # a page of due subscriptions is this scheduler's for this long
+PAGE = 200  # subscriptions leased at a time
 # Sends per second and burst, per platform. Discord: DMs to many users trip its
 # anti-spam long before the 50/s global limit; Slack: chat.postMessage ~1/s per channel
 # and conversations.open (Tier 4) per DM. Console: unlimited.
@@ -527,8 +529,12 @@ class DueNudge:
         return split_member(self.member)[1]
 
 
+_NONCE = uuid.uuid4().hex[:8]  # tells apart two processes that reuse a pid on one host
+
+
 def default_scheduler_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Stable for the life of a process, so its leases and claims stay its own between runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_NONCE}"
 
 
 def sender_registry(senders: Mapping[str, DirectSender] | Iterable[DirectSender]) -> dict[str, DirectSender]:
@@ -780,17 +786,55 @@ async def run_once(
     limiter = limiter or RateLimiter()
     me = scheduler_id or default_scheduler_id()
     summary = Summary()
-    queue = iter(await due_nudges(store, now, registry))
+    while page := await lease_due(store, now, me, registry, limit=max(PAGE, 5 * concurrency)):
+        queue = iter(page)
 
-    async def worker() -> None:
-        for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
-            await _process(store, content, registry[nudge.platform], nudge, now=now, clock=clock, me=me, grace=grace,
-                           limiter=limiter, summary=summary, timing=timing, observer=observer)
+        async def worker() -> None:
+            for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
+                await _process(store, content, registry[nudge.platform], nudge, now=now, clock=clock, me=me, grace=grace,
+                               limiter=limiter, summary=summary, timing=timing, observer=observer)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(max(1, concurrency)):
-            group.create_task(worker())
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, len(page)))):
+                group.create_task(worker())
     return summary
+
+
+async def lease_due(store: Store, at: dt.datetime, me: str, platforms: Iterable[str], *, limit: int) -> list[DueNudge]:
+    """Take a page of due subscriptions that no other scheduler holds, so replicas split
+    the work instead of all walking the same list. A lease only saves work: the unique
+    (member, week) claim still decides who sends. Leases last LEASE; this scheduler may
+    take back its own from an earlier run (a released nudge), never one from this run."""
+    names = sorted(set(platforms))
+    if not names:
+        return []
+    until = at + LEASE
+    free = "(lease_until IS NULL OR lease_until < ? OR (lease_by = ? AND lease_until < ?))"
+    free_params = (iso(at), me, iso(until))
+    skip_locked = " FOR UPDATE OF s SKIP LOCKED" if store.dialect == "postgresql" else ""
+    in_platforms = ", ".join("?" for _ in names)
+
+    async def work(db: Tx) -> list[DueNudge]:
+        leased = await db.execute_fetchall(
+            f"UPDATE subscriptions SET lease_by = ?, lease_until = ? WHERE member_id IN ("
+            f"SELECT s.member_id FROM subscriptions s JOIN members m ON m.id = s.member_id "
+            f"WHERE s.enabled = 1 AND s.next_due_at <= ? AND m.platform IN ({in_platforms}) AND {free.replace('lease', 's.lease')} "
+            f"ORDER BY s.next_due_at, s.member_id LIMIT ?{skip_locked}) "
+            f"AND enabled = 1 AND next_due_at <= ? AND {free} RETURNING member_id",
+            (me, iso(until), iso(at), *names, *free_params, limit, iso(at), *free_params),
+        )
+        ids = [row[0] for row in leased]
+        if not ids:
+            return []
+        rows = await db.execute_fetchall(
+            "SELECT m.platform, m.user_id, s.member_id, s.next_due_at, s.weekday, s.local_time, s.timezone "
+            f"FROM subscriptions s JOIN members m ON m.id = s.member_id WHERE s.member_id IN ({', '.join('?' for _ in ids)}) "
+            "ORDER BY s.next_due_at, s.member_id",
+            tuple(ids),
+        )
+        return [DueNudge(f"{r[0]}:{r[1]}", r[2], parse_time(r[3]), Schedule(r[4], parse_local_time(r[5]), r[6])) for r in rows]
+
+    return await store._write(work)
 
 
 async def serve(

@@ -163,6 +163,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX platform_events_seen ON platform_events (seen_at);
         """,
     ),
+    (
+        "nudge leases: replicas take disjoint pages of due subscriptions",
+        """
+        ALTER TABLE subscriptions ADD COLUMN lease_by TEXT;
+        ALTER TABLE subscriptions ADD COLUMN lease_until TEXT
+        """,
+    ),
 ]
 
 
@@ -186,6 +193,7 @@ class Store:
     `_write` (one transaction: all of `work` lands, or none), `_read` and `_read_dicts`."""
 
     path: str
+    dialect: str  # "sqlite" or "postgresql", for the rare statement that differs
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -421,6 +429,8 @@ class Store:
 
 class SqliteStore(Store):
     """The store in one SQLite file (or `:memory:`)."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str):
         self.path = path
