@@ -47,8 +47,8 @@ async def run_platforms(core: Core, settings: Settings) -> None:
 
         slack_client = make_client(settings.slack_bot_token, observer=core.observer)
         senders.append(SlackSender(slack_client))
-        services["slack"] = serve_slack(core, settings, client=slack_client)
-        checks["slack"] = _async(lambda: True)
+        checks["slack"] = _async(lambda: False)  # until serve_slack is connected or listening
+        services["slack"] = serve_slack(core, settings, client=slack_client, health=checks)
     if core.store is not None and senders:
         services["nudges"] = nudges.serve(core.store, lambda: core.content, senders, utc_now, observer=core.observer)
     if settings.http_port is not None:

@@ -357,13 +357,17 @@ def build_app(core: Core, settings: Settings, *, client: AsyncWebClient | None =
     return app
 
 
-async def serve_slack(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, host: str = "0.0.0.0") -> None:
+async def serve_slack(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, host: str = "0.0.0.0",
+                      health: dict[str, Callable[[], Awaitable[bool]]] | None = None) -> None:
     """Run the Slack app until cancelled: Socket Mode when SLACK_APP_TOKEN is set,
-    otherwise HTTP on `settings.port` (events, commands and clicks all at /slack/events)."""
+    otherwise HTTP on `settings.port` (events, commands and clicks all at /slack/events).
+    `health["slack"]` reports whether the Socket Mode connection (or the HTTP listener) is up."""
     app = build_app(core, settings, client=client)
+    health = health if health is not None else {}
     if settings.slack_app_token:
         handler = AsyncSocketModeHandler(app, settings.slack_app_token)
         await handler.connect_async()
+        health["slack"] = handler.client.is_connected
         log.info("Slack: connected in Socket Mode")
         try:
             await asyncio.Event().wait()
@@ -374,10 +378,15 @@ async def serve_slack(core: Core, settings: Settings, *, client: AsyncWebClient 
         await runner.setup()
         try:
             await web.TCPSite(runner, host, settings.port).start()
+            health["slack"] = _listening
             log.info("Slack: listening for HTTP requests on %s:%s%s", host, settings.port, EVENTS_PATH)
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+
+
+async def _listening() -> bool:
+    return True
 
 
 # --- weekly nudges ---------------------------------------------------------------------------

@@ -25,15 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_until_up(url: str) -> int:
+async def wait_until_up(url: str, *, want: int | None = None) -> int:
+    """Poll until `url` answers (with `want`, if given); coordination only, a few ms a try."""
     async with aiohttp.ClientSession() as http:
-        for _ in range(500):
+        for _ in range(1000):
             try:
                 async with http.get(url) as response:
-                    return response.status
+                    if want is None or response.status == want:
+                        return response.status
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.01)
-    raise AssertionError(f"{url} never came up")
+                pass
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"{url} never answered {want or 'at all'}")
 
 
 async def test_run_serves_slack_health_metrics_and_stops_on_sigterm(content, store, monkeypatch) -> None:
@@ -50,7 +53,7 @@ async def test_run_serves_slack_health_metrics_and_stops_on_sigterm(content, sto
         core = Core(content, store=store, observer=PrometheusObserver())
         running = asyncio.create_task(run_platforms(core, settings))
         try:
-            assert await wait_until_up(f"http://127.0.0.1:{ops_port}/healthz") == 200
+            assert await wait_until_up(f"http://127.0.0.1:{ops_port}/healthz", want=200) == 200  # database and Slack up
             await wait_until_up(f"http://127.0.0.1:{slack_port}/slack/events")
             body = form_body(slash_command("salary senior", fake.response_url("1")))
             status, _ = await post_signed(f"http://127.0.0.1:{slack_port}/slack/events", body, SECRET, content_type="application/x-www-form-urlencoded")
