@@ -1,5 +1,5 @@
 """Nudge fan-out at scale: N members (default 100,000) due in the same minute, sent
-through a fake sender that takes 1 ms per message (asyncio.sleep(0.001)), in one run:
+through a fake sender that takes 1 ms per message (`--send-ms`), in one run:
 
 - `scale.sqlite.1`: one scheduler replica on SQLite (a temporary file);
 - `scale.pg.1`: one replica on PostgreSQL;
@@ -52,24 +52,25 @@ CHUNK = 1_000
 
 
 class SlowSender:
-    """1 ms per message; records who it sent to, for the duplicate count."""
+    """`seconds` per message; records who it sent to, for the duplicate count."""
 
     platform = "console"
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.users: list[str] = []
 
     async def send_direct(self, user_id: str, reply: Reply) -> Delivery:
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(self.seconds)
         self.users.append(user_id)
         return Delivery.SENT
 
 
-async def replica(target: str, name: str, sync: Path, concurrency: int) -> None:
+async def replica(target: str, name: str, sync: Path, concurrency: int, send_seconds: float) -> None:
     from bot.content import load_content
 
     content = load_content()
-    sender = SlowSender()
+    sender = SlowSender(send_seconds)
     async with open_store(target) as store:
         (sync / f"ready-{name}").touch()
         while not (sync / "go").exists():  # start together
@@ -109,14 +110,14 @@ async def seed(store: Store, members: int) -> None:
     await store._write(work)
 
 
-async def run_setup(label: str, target: str, members: int, replicas: int, concurrency: int) -> dict:
+async def run_setup(label: str, target: str, members: int, replicas: int, concurrency: int, send_ms: float) -> dict:
     async with open_store(target) as store:
         await seed(store, members)
     with tempfile.TemporaryDirectory(prefix="mlbot-scale-") as tmp:
         sync = Path(tmp)
         names = [f"{label}-r{n + 1}" for n in range(replicas)]
         procs = [
-            subprocess.Popen([sys.executable, __file__, "--worker", target, name, str(sync), str(concurrency)],
+            subprocess.Popen([sys.executable, __file__, "--worker", target, name, str(sync), str(concurrency), str(send_ms / 1000)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for name in names
         ]
@@ -182,15 +183,17 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20, help="sends in flight per replica (run_once's concurrency)")
     parser.add_argument("--replicas", type=int, default=3, help="replicas of the multi-replica PostgreSQL setup")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--send-ms", type=float, default=1.0, help="the fake sender's time per message (a real DM API call takes ~100 ms)")
     args = parser.parse_args()
     import pg_cluster
 
     print(f"scale.members: {args.members} members", flush=True)
     print(f"scale.concurrency: {args.concurrency} per replica", flush=True)
     print(f"scale.machine_cores: {os.cpu_count()} cores", flush=True)
+    print(f"scale.send_time: {args.send_ms:g} ms", flush=True)
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory(prefix="mlbot-scale-") as tmp:
-            report("sqlite.1", await run_setup("sqlite", str(Path(tmp) / "scale.sqlite3"), args.members, 1, args.concurrency))
+            report("sqlite.1", await run_setup("sqlite", str(Path(tmp) / "scale.sqlite3"), args.members, 1, args.concurrency, args.send_ms))
     try:
         cluster = pg_cluster.start()
     except pg_cluster.Unavailable as exc:
@@ -201,7 +204,7 @@ async def main() -> None:
         for replicas in sorted({1, args.replicas}):
             target, name = await fresh_database(cluster.url)
             try:
-                results[replicas] = await run_setup(f"pg{replicas}", target, args.members, replicas, args.concurrency)
+                results[replicas] = await run_setup(f"pg{replicas}", target, args.members, replicas, args.concurrency, args.send_ms)
             finally:
                 await drop_database(cluster.url, name)
             report(f"pg.{replicas}", results[replicas])
@@ -214,7 +217,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        target, name, sync, concurrency = sys.argv[2:6]
-        asyncio.run(replica(target, name, Path(sync), int(concurrency)))
+        target, name, sync, concurrency, send_seconds = sys.argv[2:7]
+        asyncio.run(replica(target, name, Path(sync), int(concurrency), float(send_seconds)))
     else:
         asyncio.run(main())
