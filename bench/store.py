@@ -69,7 +69,7 @@ def bare_writes(path: Path) -> tuple[list[float], float]:
 
 
 def populate(path: Path, content) -> None:
-    """100,000 members, each with some steps, courses, cards, reviews and activity."""
+    """100,000 members, each with some steps done, cards and reviews."""
     async def create() -> None:
         async with open_store(str(path)):
             pass
@@ -88,7 +88,6 @@ def populate(path: Path, content) -> None:
         ((i, questions[(i + j) % len(questions)], stamp) for i in range(1, MEMBERS + 1) for j in range(3)),
     )
     db.executemany("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, 3, ?)", ((i, questions[i % len(questions)], stamp) for i in range(1, MEMBERS + 1)))
-    db.executemany("INSERT INTO activity (member_id, kind, at) VALUES (?, 'review', ?)", ((i, stamp) for i in range(1, MEMBERS + 1)))
     db.commit()
     db.close()
 

@@ -1,5 +1,5 @@
-"""Member progress: path steps and courses done, practice cards, activity for streaks,
-usage for admins, nudge subscriptions and sends, and conversation state.
+"""Member progress: path steps and courses done, practice cards and reviews (which
+also date the study activity behind streaks), usage for admins, nudge subscriptions and sends, and conversation state.
 
 `Store` holds every query, in SQL both SQLite and PostgreSQL run (`?` placeholders,
 `ON CONFLICT`, `RETURNING`, ISO-8601 UTC text for times); a subclass brings the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE subscriptions ADD COLUMN lease_until TEXT
         """,
     ),
+    (
+        "streaks read progress and reviews, which carry their own times: the activity copy goes",
+        """
+        DROP TABLE activity
+        """,
+    ),
 ]
 
 
@@ -272,10 +279,7 @@ class Store:
                 "INSERT INTO progress (member_id, kind, item_id, done_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (member, kind, item, iso(now)),
             )
-            if cursor.rowcount == 0:
-                return False
-            await db.execute("INSERT INTO activity (member_id, kind, at) VALUES (?, ?, ?)", (member, f"done:{kind}", iso(now)))
-            return True
+            return cursor.rowcount == 1
 
         return await self._write(work)
 
@@ -301,10 +305,13 @@ class Store:
         return out
 
     async def activity_times(self, key: str) -> list[dt.datetime]:
+        """When the member studied: items marked done (an undone one no longer counts)
+        and practice cards graded."""
         platform, user = split_member(key)
         rows = await self._read(
-            "SELECT a.at FROM activity a JOIN members m ON m.id = a.member_id WHERE m.platform = ? AND m.user_id = ? ORDER BY a.at",
-            (platform, user),
+            "SELECT p.done_at FROM progress p JOIN members m ON m.id = p.member_id WHERE m.platform = ? AND m.user_id = ? "
+            "UNION ALL SELECT r.reviewed_at FROM reviews r JOIN members m ON m.id = r.member_id WHERE m.platform = ? AND m.user_id = ?",
+            (platform, user, platform, user),
         )
         return [parse_time(r[0]) for r in rows]
 
@@ -338,7 +345,6 @@ class Store:
                 (member, state.question_id, state.ease, state.interval_days, state.repetitions, iso(state.due_at), state.reviews, state.lapses, grade),
             )
             await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
-            await db.execute("INSERT INTO activity (member_id, kind, at) VALUES (?, 'review', ?)", (member, iso(now)))
             return True
 
         return await self._write(work)
@@ -450,13 +456,27 @@ class SqliteStore(Store):
         try:
             self._db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._use_wal()
             await self._db.execute("PRAGMA synchronous = FULL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(self._explain(exc)) from None
+
+    async def _use_wal(self) -> None:
+        """Switch to WAL. Two processes opening a new file at once make SQLite refuse
+        the switch at once ("database is locked", no busy wait), so retry for up to the
+        busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                await self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -535,7 +555,7 @@ class SqliteStore(Store):
 
 
 
-PERSONAL_TABLES = ("progress", "cards", "reviews", "activity", "command_log", "subscriptions", "sends")
+PERSONAL_TABLES = ("progress", "cards", "reviews", "command_log", "subscriptions", "sends")
 
 
 async def _run_script(db: Tx, sql: str) -> None:

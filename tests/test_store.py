@@ -170,3 +170,24 @@ async def test_an_event_id_is_answered_once_across_replicas(db_target) -> None:
         assert not await two.first_time("slack:Ev1", T0)
         assert await two.first_time("slack:Ev2", T0)
         assert await one.first_time("slack:Ev1", T0 + dt.timedelta(hours=3))  # long forgotten
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """SQLite refuses a concurrent switch to WAL without waiting; opening retries it."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from bot.store import open_store
+
+        async def main():
+            async with open_store(sys.argv[1]):
+                pass
+
+        asyncio.run(main())
+        """
+    )
+    for attempt in range(5):
+        path = tmp_path / f"fresh-{attempt}.sqlite3"
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors
