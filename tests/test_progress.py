@@ -179,3 +179,12 @@ def test_bad_database_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
     bad.write_text("garbage " * 200)
     run = _mlbot(bad, "progress")
     assert run.returncode == 1 and "is not a SQLite database" in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_home_shows_progress_next_step_and_nudge_setting(ask) -> None:
+    await ask("done python fundamentals")
+    assert "Weekly study nudge:\nOff" in await ask("home")
+    await ask("nudge on monday 9am Europe/Berlin")
+    home = await ask("home")
+    assert "1 of 6 steps done" in home and "Statistics and linear algebra" in home
+    assert "On, every Monday at 09:00 (Europe/Berlin)" in home

@@ -23,6 +23,7 @@ from bot.text import quote
 
 if TYPE_CHECKING:
     from bot.core import Request
+    from bot.store import Store
 
 _DAY_NAMES = {name.lower(): n for n, name in enumerate(nudges.WEEKDAYS)}
 DAYS: dict[str, int] = {
@@ -292,6 +293,17 @@ async def _pause(req: "Request", parsed: Parsed) -> Reply:
         footer="`nudge on` resumes it now, `nudge off` stops it.",
         ephemeral=True,
     )
+
+
+async def summary_line(store: "Store", member: str, now: dt.datetime) -> str:
+    """The nudge setting in one line (the home view)."""
+    sub = await nudges.get_subscription(store, member)
+    if sub is None:
+        return "Off. `nudge on` sends your next step every Monday at 09:00."
+    if not sub.enabled:
+        return f"Off (was {_every(sub.schedule)}). `nudge on` brings it back."
+    paused = f", paused until {_when(sub.paused_until, sub.timezone)}" if sub.paused_until and sub.paused_until > now else ""
+    return f"On, {_every(sub.schedule)}{paused}. Next: {_when(sub.next_due_at, sub.timezone)}."
 
 
 async def _status(req: "Request") -> Reply:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Content
 from bot.handlers.knowledge import closest
+from bot.handlers.nudge import summary_line
 from bot.replies import Action, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, schedule
 from bot.store import CardState
@@ -168,7 +169,8 @@ async def streak(req: "Request") -> Reply:
 
 
 async def home(req: "Request") -> Reply:
-    """One screen for an app home tab: where the member stands and what comes next."""
+    """One screen for an app home tab: where the member stands, what comes next, and
+    the nudge setting."""
     c = req.content
     steps_done, courses_done = visible_done(c, await req.store.done_items(req.member))
     step_id, course_ids = next_step_for(c, steps_done, courses_done)
@@ -178,6 +180,7 @@ async def home(req: "Request") -> Reply:
         Field("Next step", f"{c.path_steps[step_id].name}: {c.path_steps[step_id].this_week}" if step_id else "Every step done."),
         Field("Practice", f"{seen} cards seen, {due} due now"),
         Field("Weekly streak", f"{await member_streak(req)} week(s)"),
+        Field("Weekly study nudge", await summary_line(req.store, req.member, req.now)),
     ]
     actions = [Action("Next step", "next", "primary"), Action("Practice", "practice"), Action("Progress", "progress")]
     return Reply(title="Your ML study home", fields=tuple(fields), actions=tuple(actions), ephemeral=True)
