@@ -204,6 +204,12 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("how do I track my progress", "progress", {}),
     ("how should I prepare for the system design interview", "interview", {}),
     ("explain the 6 step path", "path", {"sequence": "six-step"}),
+    ("how to get an ML job with no experience", "faq", {"question": "first-job"}),
+    ("what are good ML projects for beginners", "interview", {"section": "portfolio"}),
+    ("how is deep learning different from machine learning", FALLBACK, {}),
+    ("give me an mlops question", "practice", {"topic": "mlops"}),
+    ("mark deep learning as done", "done", {}),
+    ("how much can a fresher earn as ML engineer", "salary", {"level": "entry"}),
     # help, sources, fallback
     ("help", "help", {}),
     ("hello", "help", {}),

@@ -399,7 +399,7 @@ SPECS = [
         role,
         params=(Param("name", "The role", kind="role", choices=_role_choices),),
         aliases=("roles",),
-        keywords=("role", "roles", "job of", "job", "jobs", "day to day", "responsibilities", "duties", "actually do", "what is a", "what is an", "who is", "describe", "work like", "position"),
+        keywords=("role", "roles", "job of", "day to day", "responsibilities", "duties", "actually do", "what is a", "what is an", "who is", "describe", "work like", "position"),
         signals={"role": 1},
         examples=("what does an ML engineer do?", "role data engineer"),
     ),
