@@ -259,10 +259,11 @@ async def test_a_replica_killed_mid_batch_leaves_claims_the_others_resolve_exact
         await wait_for(quiet, procs, "the replica to block")
         os.kill(procs[0].pid, signal.SIGKILL)
         assert await asyncio.to_thread(procs[0].wait, 30) == -signal.SIGKILL
-        (tmp_path / "dead-killed").write_text("")  # the barrier stops waiting for it
         held = {r[0] for r in await store._read(
             "SELECT m.user_id FROM sends s JOIN members m ON m.id = s.member_id WHERE s.claimed_by = 'killed' AND s.status = 'claimed'"
         )}
+        # Only now may the others move on (and, past the stale limit, take those claims over).
+        (tmp_path / "dead-killed").write_text("")  # the barrier stops waiting for it
         blocked_on = set((tmp_path / "blocked-killed").read_text().split())
         assert held and blocked_on <= held  # it died holding claims, one per blocked send at least
 
