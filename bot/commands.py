@@ -97,6 +97,3 @@ class Registry:
 
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(self._commands.values())
-
-    def __len__(self) -> int:
-        return len(self._commands)

@@ -279,7 +279,7 @@ _facts = list_of(_fact, min_items=1)
 _aliases = F(list_of(text), required=False, default=())
 
 
-def _with_sources(*fact_fields: str, required_source: bool = True):
+def _with_sources(*fact_fields: str):
     """Give plain-string facts their entry's `source`; complain when neither has one."""
 
     def finish(values: dict[str, Any], node: yaml.Node, ctx: Context) -> None:

@@ -66,7 +66,6 @@ class Route:
     command: str
     args: dict[str, str] = field(default_factory=dict)
     entities: tuple[Entity, ...] = ()
-    score: int = 0
     guess: str | None = None  # on fallback: the command that came closest
     leftover: str = ""  # words of an explicit command line no parameter explained
 
@@ -167,7 +166,7 @@ class Router:
             return Route("help")
         whole = self._registry.whole_message(" ".join(words))
         if whole is not None:
-            return Route(whole.name, {p.name: words[0] for p in whole.params[:1]}, score=100)
+            return Route(whole.name, {p.name: words[0] for p in whole.params[:1]})
         spec = self._registry.get(words[0]) if words[0] in self._words else None
         if spec is not None:
             explicit = self._explicit(spec, words[1:], text.split()[1:])
@@ -195,7 +194,7 @@ class Router:
         rest_param = next((p for p in spec.params if p.rest), None)
         if rest_param is not None and rest and rest_param.name not in args:
             args[rest_param.name] = " ".join(rest)
-        return Route(spec.name, args, tuple(found), score=100, leftover=" ".join(leftover))
+        return Route(spec.name, args, tuple(found), leftover=" ".join(leftover))
 
     def _best(self, found: list[Entity]) -> Route:
         distinct: dict[str, int] = {}  # entity kind -> distinct ids mentioned
@@ -220,8 +219,8 @@ class Router:
                 nearest = (loose, spec)
         if best is None or best[0] < MIN_SCORE:
             return Route(FALLBACK, entities=tuple(found), guess=nearest[1].name if nearest else None)
-        score, spec = best
-        return Route(spec.name, self._fill(spec, found), tuple(found), score=score)
+        spec = best[1]
+        return Route(spec.name, self._fill(spec, found), tuple(found))
 
     @staticmethod
     def _score(spec: CommandSpec, distinct: dict[str, int], bonus: dict[str, int], keywords: int, strict: bool = True) -> int:
