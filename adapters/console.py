@@ -7,7 +7,7 @@ from typing import TextIO
 
 from bot.core import Core
 from bot.messages import Message
-from bot.replies import render_text
+from bot.replies import Action, render_text
 
 PROMPT = "you> "
 GOODBYE = ("quit", "exit", "bye", ":q")
@@ -19,6 +19,7 @@ async def chat(core: Core, user: str, *, is_admin: bool = False, stdin: TextIO |
     interactive = stdin.isatty()
     if interactive:
         stdout.write("ML career bot: ask about roles, salaries, interviews, courses, your path. `help` lists commands, `quit` leaves.\n")
+    options: tuple[Action, ...] = ()
     while True:
         if interactive:
             stdout.write(PROMPT)
@@ -31,6 +32,9 @@ async def chat(core: Core, user: str, *, is_admin: bool = False, stdin: TextIO |
             continue
         if text.lower() in GOODBYE:
             break
+        if text.isdigit() and 1 <= int(text) <= len(options):  # a numbered option of the last reply
+            text = options[int(text) - 1].command
         reply = await core.handle(Message("console", user, text, is_admin=is_admin))
+        options = reply.actions
         stdout.write(render_text(reply) + "\n\n")
         stdout.flush()

@@ -1,14 +1,14 @@
 """The command registry: every command is declared once and drives every surface.
 
 A `CommandSpec` names the command, its summary, typed parameters (with choices drawn
-from content so adapters can offer them), the words that signal it in free text, and
-its handler. Discord slash commands, Slack `/mlbot` subcommands, the console, the
+from content so adapters can offer them) and its handler. What free text means a
+command is content: the `examples:` in `content/intents.yaml`. Discord slash commands, Slack `/mlbot` subcommands, the console, the
 router and `help` are all generated from the registry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Literal, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Literal
 
 from bot.replies import Reply
 
@@ -48,9 +48,6 @@ class CommandSpec:
     handler: Handler
     params: tuple[Param, ...] = ()
     aliases: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()  # phrases that signal this command in a sentence
-    signals: Mapping[str, int] = field(default_factory=dict)  # entity kind -> score per entity
-    requires: tuple[str, ...] = ()  # free text routes here only if one of these kinds ("keyword": its own) is mentioned
     whole: tuple[str, ...] = ()  # messages that, on their own, mean this command ("good" after a reveal)
     examples: tuple[str, ...] = ()
     admin: bool = False

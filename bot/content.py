@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import yaml
 
 from bot.schema import (
     F,
+    Example,
     Context,
     ContentError,
     Invalid,
@@ -30,8 +31,11 @@ from bot.schema import (
     ref,
     text,
 )
+from bot.text import FUNCTION_WORDS, phrase
 
 __all__ = ["Content", "ContentError", "Problem", "load_content", "default_content_dir"]
+
+MIN_EXAMPLES = 8  # fewer and the intent model can't tell a phrasing from a coincidence
 
 
 def default_content_dir() -> Path:
@@ -218,9 +222,46 @@ class PathSequence:
 class Faq:
     id: str
     question: str
-    keywords: tuple[str, ...]
+    examples: tuple[Example, ...]
     facts: tuple[Fact, ...]
     source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandIntent:
+    """The free-text phrasings of a command (`content/intents.yaml`)."""
+
+    command: str
+    examples: tuple[Example, ...]
+    needs: tuple[tuple[str, int], ...]  # slot kind -> distinct values the command can't answer without
+
+
+@dataclass(frozen=True, slots=True)
+class SmallTalk:
+    id: str
+    reply: str
+    examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeTopic:
+    """Something the articles don't cover: an honest reply and the nearest covered topics."""
+
+    id: str
+    title: str
+    reply: str
+    nearest: tuple[str, ...]  # command lines offered as choices
+    examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A city or country the articles give no figures for, and what they do cover nearby."""
+
+    name: str
+    kind: str
+    region: str | None
+    hub: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +292,19 @@ class Content:
     sequences: tuple[PathSequence, ...]
     faqs: dict[str, Faq]
     nudge_texts: dict[str, NudgeText]
+    command_intents: dict[str, CommandIntent]
+    smalltalk: dict[str, SmallTalk]
+    scope: dict[str, ScopeTopic]
+    places: dict[str, Place]  # by phrase of the name
+
+    def examples(self) -> dict[str, tuple[Example, ...]]:
+        """Every free-text intent and its examples: commands by name, `faq:ID`,
+        `scope:ID`, `smalltalk:ID`."""
+        out: dict[str, tuple[Example, ...]] = {c.command: c.examples for c in self.command_intents.values()}
+        out.update((f"faq:{f.id}", f.examples) for f in self.faqs.values())
+        out.update((f"scope:{t.id}", t.examples) for t in self.scope.values())
+        out.update((f"smalltalk:{t.id}", t.examples) for t in self.smalltalk.values())
+        return out
 
     def titles(self, *source_ids: str | None) -> tuple[str, ...]:
         """Distinct source titles in first-seen order."""
@@ -276,7 +330,24 @@ def _fact(node: yaml.Node, ctx: Context) -> dict[str, Any]:
 
 
 _facts = list_of(_fact, min_items=1)
-_aliases = F(list_of(text), required=False, default=())
+
+
+def _alias(node: yaml.Node, ctx: Context) -> str:
+    """A name members type; a common function word would match ordinary sentences."""
+    value = text(node, ctx)
+    if phrase(value) in FUNCTION_WORDS:
+        ctx.problem(node, f"alias '{value}' is a common function word: it would match ordinary sentences; use a longer phrase")
+        raise Invalid
+    return value
+
+
+def _example(node: yaml.Node, ctx: Context) -> Example:
+    value = text(node, ctx)
+    return Example(value, ctx.file, node.start_mark.line + 1)
+
+
+_aliases = F(list_of(_alias), required=False, default=())
+_examples = F(list_of(_example, min_items=MIN_EXAMPLES))
 
 
 def _with_sources(*fact_fields: str):
@@ -381,11 +452,21 @@ _salary_note = record(
     {
         "id": F(ident("salary note")),
         "title": F(text),
-        "keywords": F(list_of(text), required=False, default=()),
+        "keywords": F(list_of(_alias), required=False, default=()),
         "facts": F(_facts),
         "source": _OPTIONAL_SOURCE,
     },
     finish=_with_sources("facts"),
+)
+
+_place = record(
+    Place,
+    {
+        "name": F(text),
+        "kind": F(text),
+        "region": F(ref("region"), required=False),
+        "hub": F(boolean, required=False, default=False),
+    },
 )
 
 _section = record(
@@ -478,8 +559,30 @@ _sequence = record(
 
 _faq = record(
     Faq,
-    {"id": F(ident("faq")), "question": F(text), "keywords": F(list_of(text, min_items=1)), "facts": F(_facts), "source": _OPTIONAL_SOURCE},
+    {"id": F(ident("faq")), "question": F(text), "examples": _examples, "facts": F(_facts), "source": _OPTIONAL_SOURCE},
     finish=_with_sources("facts"),
+)
+
+def _needs(node: yaml.Node, ctx: Context) -> tuple[tuple[str, int], ...]:
+    if not isinstance(node, yaml.MappingNode):
+        ctx.problem(node, "expected a mapping of slot kind to how many, like {role: 2}")
+        raise Invalid
+    return tuple((text(k, ctx), integer(v, ctx)) for k, v in node.value)
+
+
+_command_intent = record(
+    CommandIntent, {"command": F(ident("command intent")), "examples": _examples, "needs": F(_needs, required=False, default=())}
+)
+_smalltalk = record(SmallTalk, {"id": F(ident("small talk")), "reply": F(text), "examples": _examples})
+_scope = record(
+    ScopeTopic,
+    {
+        "id": F(ident("scope topic")),
+        "title": F(text),
+        "reply": F(text),
+        "nearest": F(list_of(text, min_items=1)),
+        "examples": _examples,
+    },
 )
 
 _nudge_text = record(NudgeText, {"id": F(ident("nudge text")), "text": F(text)})
@@ -496,7 +599,9 @@ def _file(**sections: tuple[Any, bool]):
 FILES: dict[str, Any] = {
     "sources.yaml": _file(sources=(_source, True)),
     "roles.yaml": _file(roles=(_role, True), comparisons=(_comparison, False)),
-    "salaries.yaml": _file(levels=(_level, True), regions=(_region, True), bands=(_band, True), notes=(_salary_note, False)),
+    "salaries.yaml": _file(
+        levels=(_level, True), regions=(_region, True), bands=(_band, True), notes=(_salary_note, False), places=(_place, False)
+    ),
     "interview.yaml": _file(sections=(_section, True)),
     "practice.yaml": _file(topics=(_topic, True), questions=(_question, True)),
     "courses.yaml": _file(
@@ -505,13 +610,16 @@ FILES: dict[str, Any] = {
     "path.yaml": _file(steps=(_path_step, True), sequences=(_sequence, False)),
     "faq.yaml": _file(faqs=(_faq, True)),
     "nudges.yaml": _file(texts=(_nudge_text, True)),
+    "intents.yaml": _file(commands=(_command_intent, True), smalltalk=(_smalltalk, False)),
+    "scope.yaml": _file(scope=(_scope, True)),
 }
 
 REQUIRED_NUDGE_TEXTS = ("greeting", "next-step", "practice-due", "streak", "tip", "manage")
 
 
-def load_content(directory: Path | None = None) -> Content:
-    """Read and validate every content file in `directory`; raise `ContentError`."""
+def load_content(directory: Path | None = None, commands: Collection[str] | None = None) -> Content:
+    """Read and validate every content file in `directory`; raise `ContentError`.
+    `commands`, when given, are the command names intents may declare examples for."""
     directory = Path(directory) if directory is not None else default_content_dir()
     ctx = Context()
     data: dict[str, dict[str, Any]] = {}
@@ -530,6 +638,10 @@ def load_content(directory: Path | None = None) -> Content:
         if extra not in FILES:
             ctx.problems.append(Problem(f"{directory.name}/{extra}", 1, f"unexpected content file (expected: {', '.join(FILES)})"))
     ctx.check_refs()
+    if commands is not None:
+        for (kind, name), (file, line) in ctx.ids.items():
+            if kind == "command intent" and name not in commands:
+                ctx.problems.append(Problem(file, line, f"unknown command '{name}' (known: {', '.join(sorted(commands))})"))
     if ctx.problems or len(data) != len(FILES):
         raise ContentError(ctx.problems)
     return _assemble(data, ctx, directory.name)
@@ -549,9 +661,7 @@ def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Co
     for needed in REQUIRED_NUDGE_TEXTS:
         if needed not in texts:
             ctx.problems.append(Problem(f"{dirname}/nudges.yaml", 1, f"missing nudge text '{needed}'"))
-    if ctx.problems:
-        raise ContentError(ctx.problems)
-    return Content(
+    content = Content(
         sources=by_id(data["sources.yaml"]["sources"]),
         roles=by_id(data["roles.yaml"]["roles"]),
         comparisons=comparisons,
@@ -570,4 +680,31 @@ def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Co
         sequences=data["path.yaml"]["sequences"],
         faqs=by_id(data["faq.yaml"]["faqs"]),
         nudge_texts=texts,
+        command_intents={i.command: i for i in data["intents.yaml"]["commands"]},
+        smalltalk=by_id(data["intents.yaml"]["smalltalk"]),
+        scope=by_id(data["scope.yaml"]["scope"]),
+        places={phrase(p.name): p for p in data["salaries.yaml"]["places"]},
     )
+    ctx.problems.extend(_duplicate_examples(content))
+    if ctx.problems:
+        raise ContentError(ctx.problems)
+    return content
+
+
+def _duplicate_examples(content: Content) -> list[Problem]:
+    """An example under two intents teaches the model both; the same one twice, nothing."""
+    problems: list[Problem] = []
+    seen: dict[str, tuple[str, Example]] = {}
+    for intent, examples in content.examples().items():
+        for example in examples:
+            key = phrase(example.text)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = (intent, example)
+                continue
+            where = f"{first[1].file}:{first[1].line}"
+            if first[0] == intent:
+                problems.append(Problem(example.file, example.line, f"example \"{example.text}\" repeats one at {where}"))
+            else:
+                problems.append(Problem(example.file, example.line, f"example \"{example.text}\" is also an example of '{first[0]}' ({where}): keep it under one intent"))
+    return problems

@@ -25,7 +25,7 @@ from bot.content import Content, ContentError, load_content
 from bot.messages import Message
 from bot.observe import Observer
 from bot.replies import Reply
-from bot.router import FALLBACK, Route, Router
+from bot.router import CLARIFY, FALLBACK, SMALLTALK, Route, Router
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -141,12 +141,14 @@ class Core:
             route = Route(spec.name, self._checked_args(spec, message.args))
         else:
             route = await self._pending_route(message) or self.router.route(message.text)
-        if route.command == FALLBACK:
-            from bot.handlers import fallback
+        if route.command in (FALLBACK, CLARIFY, SMALLTALK):
+            from bot.handlers import clarify, fallback, smalltalk
 
-            reply = fallback(self, route)
+            if route.command == SMALLTALK:
+                return smalltalk(self, route)
+            reply = clarify(self, route) if route.command == CLARIFY else fallback(self, route, message.text)
             if self.store is not None and message.text.strip():
-                await self.store.record_unanswered(message.text, self.clock())
+                await self.store.record_unanswered(message.text, self.clock(), outcome=route.command, near=route.choices)
             return reply
         spec = self.registry.get(route.command)
         assert spec is not None
@@ -246,7 +248,7 @@ class Core:
         """Load content again (from where it was loaded first); on any problem keep
         serving the old content."""
         try:
-            content = load_content(directory or self.content_dir)
+            content = load_content(directory or self.content_dir, commands={spec.name for spec in self.registry})
         except ContentError as exc:
             return [str(p) for p in exc.problems]
         self.content = content

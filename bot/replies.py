@@ -45,7 +45,8 @@ class Reply:
 
 
 def render_text(reply: Reply) -> str:
-    """Plain text for terminals and `mlbot ask`: title, text, bullets, fields, sources."""
+    """Plain text for terminals and `mlbot ask`: title, text, bullets, fields, numbered
+    options (the console takes the number), sources."""
     parts: list[str] = []
     if reply.title:
         parts.append(reply.title)
@@ -56,7 +57,7 @@ def render_text(reply: Reply) -> str:
     for f in reply.fields:
         parts.append(f"{f.name}:\n{f.value}")
     if reply.actions:
-        parts.append("Next: " + " | ".join(f"{a.label} ({a.command})" for a in reply.actions))
+        parts.append("Options:\n" + "\n".join(f"{n}. {a.label} ({a.command})" for n, a in enumerate(reply.actions, 1)))
     if reply.footer:
         parts.append(reply.footer)
     if reply.sources:

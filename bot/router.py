@@ -1,50 +1,37 @@
 """Free text -> command + arguments.
 
-Order of trust: an exact command word first ("salary senior europe"), then a sentence
-scored against every command's keywords and the content entities it mentions ("what do
-senior ML engineers earn in Europe?"). Words are corrected against the bot's own
-vocabulary first, so "salery entry levl" reads as "salary entry level". When no command
-scores high enough the route is `fallback`, and the core says what it can answer instead
-of guessing.
+1. Words are normalised and typo-corrected against the bot's own vocabulary ("salery
+   entry levl" reads as "salary entry level"); a function word is never corrected.
+2. A command line ("salary senior europe", "practice sql", "faq degree", a button's
+   command) is parsed against the registry.
+3. Anything else is free text: slots are matched over the content's names and aliases,
+   whole words only, and the intent model (`bot.understanding`), trained on the
+   `examples:` content declares, reads the message. It answers, asks "did you mean"
+   (`clarify`) or admits it doesn't know (`fallback`); either way the route carries the
+   intents it came closest to.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
 from bot.commands import CommandSpec, Registry
 from bot.content import Content
-from bot.text import phrase, tokens
+from bot.text import FUNCTION_WORDS, phrase, tokens
+from bot.understanding import Decision, IntentModel, decide, features
 
 FALLBACK = "fallback"
-MIN_SCORE = 2
-KEYWORD = "keyword"
+CLARIFY = "clarify"
+SMALLTALK = "smalltalk"
 _YEARS = re.compile(r"\b(\d{1,2})\+? ?(?:years?|yrs?|yoe|yr)\b")
 _MAX_PHRASE_WORDS = 6
-
-# Function words and common verbs: never "corrected" into a content word.
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further had has
-    have having he her here hers him his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours out over own same she should so some such than that
-    the their theirs them then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself want wants wanted
-    need needs know knows tell give show get got go going like would really please thanks thank okay ok
-    yes yeah sure hello hi hey good great best better much many long time think should shall may might
-    must one two three four five six first next last new old way work works working someone something
-    anything everything people person thing things kind sort lot lots bit little big small right left
-    well still even just actually ever never always often usually there here today week weeks month
-    months year years day days hour hours cats dogs cat dog joke jokes weather funny love hate
-    startup startups company companies team teams big large huge tiny corporate enterprise bank banks
-    friend friends family money job jobs life world today tomorrow yesterday morning evening night
-    city country home office remote hybrid boss manager colleague school college university""".split()
-)
-
+_SHORT_COMMAND_LINE = 3  # "help salary", "practice sql": read as typed, whatever else they resemble
 
 # Practice-bank tags too broad to mean "explain this concept" on their own.
 GENERIC_TAGS = frozenset(
@@ -59,6 +46,7 @@ class Entity:
     id: str
     position: int
     size: int = 1  # words matched: a longer phrase is stronger evidence
+    text: str = ""  # the (corrected) words matched, so a command line can name it again
 
 
 @dataclass(frozen=True)
@@ -66,28 +54,27 @@ class Route:
     command: str
     args: dict[str, str] = field(default_factory=dict)
     entities: tuple[Entity, ...] = ()
-    guess: str | None = None  # on fallback: the command that came closest
+    choices: tuple[str, ...] = ()  # clarify/fallback: the intents it came closest to, best first
     leftover: str = ""  # words of an explicit command line no parameter explained
 
     def ids(self, kind: str) -> list[str]:
-        return [e.id for e in self.entities if e.kind == kind]
+        return list(dict.fromkeys(e.id for e in self.entities if e.kind == kind))
 
 
 class Router:
     def __init__(self, content: Content, registry: Registry):
         self._registry = registry
-        self._commands = list(registry)
         self._words = registry.words()
         self._index: dict[str, list[tuple[str, str]]] = {}
         self._build_index(content)
-        vocabulary = set(STOPWORDS) | set(self._words)
-        for key in self._index:
-            vocabulary.update(key.split())
-        self._vocabulary = vocabulary
-        self._candidates = sorted(w for w in vocabulary if len(w) >= 3 and w.isalpha())
-        self._correct = lru_cache(maxsize=4096)(self._correct_uncached)
+        examples = content.examples()
+        self._vocabulary = self._build_vocabulary(examples)
+        self._candidates = sorted(w for w in self._vocabulary if len(w) >= 3 and w.isalpha())
+        self._correct = lru_cache(maxsize=8192)(self._correct_uncached)
+        self._needs = {i.command: i.needs for i in content.command_intents.values() if i.needs}
+        self.model = IntentModel([(intent, self.features(e.text)) for intent, items in examples.items() for e in items])
 
-    # --- index --------------------------------------------------------------------
+    # --- vocabulary -------------------------------------------------------------------
 
     def _add(self, text: str, kind: str, ident: str) -> None:
         key = phrase(text)
@@ -107,6 +94,7 @@ class Router:
         self._add_all("role", ((r.id, (r.name, *r.aliases)) for r in c.roles.values()))
         self._add_all("level", ((l.id, (l.name, *l.aliases)) for l in c.levels.values()))
         self._add_all("region", ((r.id, (r.name, *r.aliases)) for r in c.regions.values()))
+        self._add_all("place", ((key, (p.name,)) for key, p in c.places.items()))
         self._add_all("salary_note", ((n.id, n.keywords) for n in c.salary_notes.values()))
         self._add_all("section", ((s.id, (s.id, *s.aliases)) for s in c.sections.values()))
         self._add_all("topic", ((t.id, (t.name, *t.aliases)) for t in c.topics.values()))
@@ -115,39 +103,51 @@ class Router:
         self._add_all("resource", ((x.id, x.aliases) for x in c.resources.values()))
         self._add_all("background", ((b.id, b.aliases) for b in c.backgrounds.values()))
         self._add_all("step", ((s.id, (s.id, s.name, *s.aliases)) for s in c.path_steps.values()))
-        self._add_all("faq", ((f.id, f.keywords) for f in c.faqs.values()))
         self._add_all("sequence", ((s.id, (s.id, s.title, *s.aliases)) for s in c.sequences))
         tags = {tag for q in c.questions.values() for tag in q.tags if tag not in GENERIC_TAGS}
         self._add_all("concept", ((tag, (tag.replace("-", " "),)) for tag in tags))
-        for spec in self._commands:
-            for keyword in spec.keywords:
-                self._add(keyword, KEYWORD, spec.name)
 
-    # --- routing ------------------------------------------------------------------
+    def _build_vocabulary(self, examples: dict) -> frozenset[str]:
+        """Words typo correction may aim at: function words, command words, content names,
+        and example words used more than once (a typo written into one example is not a target)."""
+        seen: Counter[str] = Counter()
+        for items in examples.values():
+            for example in items:
+                seen.update(set(tokens(example.text)))
+        vocabulary = set(FUNCTION_WORDS) | set(self._words) | {w for w, n in seen.items() if n >= 2}
+        for key in self._index:
+            vocabulary.update(key.split())
+        return frozenset(vocabulary)
+
+    # --- reading ----------------------------------------------------------------------
 
     def _correct_uncached(self, token: str) -> str:
         if token in self._vocabulary or len(token) < 4 or not token.isalpha():
             return token
         if token.endswith("s") and token[:-1] in self._vocabulary:  # "engineers" -> "engineer"
             return token[:-1]
-        candidates = [w for w in self._candidates if abs(len(w) - len(token)) <= 2]
-        # Short words need a closer match: "track" is not a typo of "stack".
-        best = process.extractOne(token, candidates, scorer=fuzz.ratio, score_cutoff=85 if len(token) <= 5 else 80)
+        # One slip (a letter wrong, missing, extra or two swapped) in a word of up to seven
+        # letters, two in a longer one: "salery", "roadmpa", "intervew". Real words a step
+        # further away stay as typed ("median" is not "mean").
+        limit = 1 if len(token) <= 7 else 2
+        candidates = [w for w in self._candidates if abs(len(w) - len(token)) <= limit]
+        best = process.extractOne(token, candidates, scorer=OSA.distance, score_cutoff=limit)
         return best[0] if best else token
 
     def normalise(self, text: str) -> list[str]:
         return [self._correct(t) for t in tokens(text)]
 
     def entities(self, words: list[str]) -> tuple[list[Entity], set[int]]:
-        """Greedy longest-phrase matches, and the positions they explain."""
+        """Greedy longest-phrase matches, whole words only, and the positions they explain."""
         found: list[Entity] = []
         explained: set[int] = set()
         i = 0
         while i < len(words):
             for size in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
-                hits = self._index.get(" ".join(words[i : i + size]))
+                key = " ".join(words[i : i + size])
+                hits = self._index.get(key)
                 if hits:
-                    found.extend(Entity(kind, ident, i, size) for kind, ident in hits)
+                    found.extend(Entity(kind, ident, i, size, key) for kind, ident in hits)
                     explained.update(range(i, i + size))
                     i += size
                     break
@@ -156,9 +156,26 @@ class Router:
         joined = " ".join(words)
         for match in _YEARS.finditer(joined):
             position = joined[: match.start()].count(" ")
-            found.append(Entity("years", match.group(1), position, 2))
+            found.append(Entity("years", match.group(1), position, 2, match.group(0)))
             explained.update((position, position + 1))
         return found, explained
+
+    def features(self, text: str) -> Counter[str]:
+        """What the intent model reads: the words, and one `slot:KIND` per distinct value."""
+        words = self.normalise(text)
+        found, _ = self.entities(words)
+        return features(words, [kind for kind, _ in dict.fromkeys((e.kind, e.id) for e in found)])
+
+    def understand(self, text: str, found: Iterable[Entity] = ()) -> Decision:
+        """The model's reading, without the intents whose needed slots are missing
+        ("compare" with one role named is not a comparison)."""
+        have = Counter(kind for kind, _ in {(e.kind, e.id) for e in found})
+        ranking = self.model.rank(self.features(text))
+        if self._needs:
+            ranking = tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
+        return decide(ranking)
+
+    # --- routing ----------------------------------------------------------------------
 
     def route(self, text: str) -> Route:
         words = self.normalise(text)
@@ -168,68 +185,53 @@ class Router:
         if whole is not None:
             return Route(whole.name, {p.name: words[0] for p in whole.params[:1]})
         spec = self._registry.get(words[0]) if words[0] in self._words else None
-        if spec is not None:
-            explicit = self._explicit(spec, words[1:], text.split()[1:])
-            if any(p.kind is None for p in spec.params):
-                return explicit
-            own_kinds = {p.kind for p in spec.params} | {KEYWORD}
-            foreign = any(e.kind not in own_kinds for e in explicit.entities)
-            if not explicit.leftover and (explicit.args or not foreign):
-                return explicit
-        found, _ = self.entities(words)
-        best = self._best(found)
-        if spec is not None and (best.command == FALLBACK or best.command == spec.name):
+        explicit = self._explicit(spec, words[1:], text.split()[1:]) if spec is not None else None
+        if explicit is not None and (len(words) <= _SHORT_COMMAND_LINE or not explicit.leftover):
             return explicit
-        return best
+        found, _ = self.entities(words)
+        decision = self.understand(text, found)
+        if explicit is not None and (decision.outcome != "answer" or decision.intent == explicit.command):
+            return explicit
+        return self.from_decision(decision, tuple(found))
+
+    def from_decision(self, decision: Decision, found: tuple[Entity, ...]) -> Route:
+        near = tuple(decision.near())
+        if decision.outcome == "clarify":
+            return Route(CLARIFY, entities=found, choices=near)
+        if decision.outcome == "admit" or decision.intent is None:
+            return Route(FALLBACK, entities=found, choices=near)
+        return self.intent_route(decision.intent, found)
+
+    def intent_route(self, intent: str, found: tuple[Entity, ...] = ()) -> Route:
+        """The route an intent id means: a command, `faq:ID`, `scope:ID` or `smalltalk:ID`."""
+        kind, _, ident = intent.partition(":")
+        if kind == "faq":
+            return Route("faq", {"question": ident}, found)
+        if kind == "scope":
+            return Route("scope", {"topic": ident}, found)
+        if kind == SMALLTALK:
+            return Route(SMALLTALK, {"kind": ident}, found)
+        spec = self._registry.get(intent)
+        assert spec is not None, intent
+        return Route(spec.name, self._fill(spec, list(found)), found)
 
     def _explicit(self, spec: CommandSpec, rest: list[str], raw: list[str]) -> Route:
         """A command line. Parameters with an entity kind take the entities mentioned;
-        the others take the raw words in order (`grade good overfitting-basics`)."""
+        the others take the raw words in order (`grade good overfitting-basics`). The
+        words no parameter explains are the `leftover`."""
         found, explained = self.entities(rest)
         args = self._fill(spec, found)
         positional = [p for p in spec.params if p.kind is None and not p.rest]
         for param, word in zip(positional, raw):
             args[param.name] = word.strip(".,!?\"'").lower()
-        leftover = [w for i, w in enumerate(rest) if i not in explained and w not in STOPWORDS]
         rest_param = next((p for p in spec.params if p.rest), None)
         if rest_param is not None and rest and rest_param.name not in args:
             args[rest_param.name] = " ".join(rest)
+            return Route(spec.name, args, tuple(found))
+        unread = self.normalise(" ".join(raw[len(positional):]))
+        _, unread_explained = self.entities(unread)
+        leftover = [w for i, w in enumerate(unread) if i not in unread_explained and w not in FUNCTION_WORDS]
         return Route(spec.name, args, tuple(found), leftover=" ".join(leftover))
-
-    def _best(self, found: list[Entity]) -> Route:
-        distinct: dict[str, int] = {}  # entity kind -> distinct ids mentioned
-        bonus: dict[str, int] = {}  # entity kind -> extra words in multi-word matches
-        keyword_score: dict[str, int] = {}
-        for kind, _ in {(e.kind, e.id) for e in found}:
-            distinct[kind] = distinct.get(kind, 0) + 1
-        for entity in found:
-            if entity.kind == KEYWORD:
-                keyword_score[entity.id] = keyword_score.get(entity.id, 0) + 2 + entity.size
-            else:
-                bonus[entity.kind] = bonus.get(entity.kind, 0) + entity.size - 1
-        best: tuple[int, CommandSpec] | None = None
-        nearest: tuple[int, CommandSpec] | None = None  # ignoring `requires`: for "did you mean"
-        for spec in self._commands:
-            keywords = keyword_score.get(spec.name, 0)
-            score = self._score(spec, distinct, bonus, keywords)
-            if score and (best is None or score > best[0]):
-                best = (score, spec)
-            loose = self._score(spec, distinct, bonus, keywords, strict=False)
-            if loose and (nearest is None or loose > nearest[0]):
-                nearest = (loose, spec)
-        if best is None or best[0] < MIN_SCORE:
-            return Route(FALLBACK, entities=tuple(found), guess=nearest[1].name if nearest else None)
-        spec = best[1]
-        return Route(spec.name, self._fill(spec, found), tuple(found))
-
-    @staticmethod
-    def _score(spec: CommandSpec, distinct: dict[str, int], bonus: dict[str, int], keywords: int, strict: bool = True) -> int:
-        """Keyword points (3 for a word, one more per extra word of a phrase), plus the
-        command's weight for each distinct entity of a kind it cares about, plus one per
-        extra word of those entities. Ties go to the command registered first."""
-        if strict and spec.requires and not any(keywords if k == KEYWORD else distinct.get(k) for k in spec.requires):
-            return 0
-        return keywords + sum(weight * distinct.get(kind, 0) + bonus.get(kind, 0) for kind, weight in spec.signals.items())
 
     @staticmethod
     def _fill(spec: CommandSpec, found: list[Entity]) -> dict[str, str]:
@@ -244,4 +246,3 @@ class Router:
                     used.add(n)
                     break
         return args
-

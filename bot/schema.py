@@ -40,6 +40,15 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A phrasing a member might type, with where it is written (for `file:line` checks)."""
+
+    text: str
+    file: str
+    line: int
+
+
 class ContentError(Exception):
     """Content did not validate; `problems` says where and why."""
 

@@ -60,6 +60,17 @@ class CardState:
     last_grade: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """A question from the miss log: how often, when last, what the bot did, what came closest."""
+
+    text: str
+    count: int
+    last_seen: dt.datetime
+    outcome: str
+    near: tuple[str, ...]
+
+
 # Ordered migrations: index + 1 is the schema version they produce. Never edit one that
 # has shipped; add a new one.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -175,6 +186,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         "streaks read progress and reviews, which carry their own times: the activity copy goes",
         """
         DROP TABLE activity
+        """,
+    ),
+    (
+        "the miss log says whether the bot admitted or asked back, and which intents came closest",
+        """
+        ALTER TABLE unanswered ADD COLUMN outcome TEXT;
+        ALTER TABLE unanswered ADD COLUMN near TEXT
         """,
     ),
 ]
@@ -368,24 +386,30 @@ class Store:
 
         await self._write(work)
 
-    async def record_unanswered(self, text: str, now: dt.datetime) -> None:
-        """Count a question the router could not answer, normalised and without who asked."""
+    async def record_unanswered(self, text: str, now: dt.datetime, *, outcome: str = "fallback", near: Iterable[str] = ()) -> None:
+        """Count a question the bot could not answer outright (`fallback`) or asked back
+        about (`clarify`), normalised and without who asked, with the intents it came
+        closest to: what an editor needs to add the missing example."""
         normal = " ".join(text.lower().split())[:200]
         if not normal:
             return
+        near_text = ",".join(near)
 
         async def work(db: Tx) -> None:
             await db.execute(
-                "INSERT INTO unanswered (text, count, last_seen) VALUES (?, 1, ?) "
-                "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen",
-                (normal, iso(now)),
+                "INSERT INTO unanswered (text, count, last_seen, outcome, near) VALUES (?, 1, ?, ?, ?) "
+                "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen, "
+                "outcome = excluded.outcome, near = excluded.near",
+                (normal, iso(now), outcome, near_text),
             )
 
         await self._write(work)
 
-    async def unanswered(self, limit: int) -> list[tuple[str, int, dt.datetime]]:
-        rows = await self._read("SELECT text, count, last_seen FROM unanswered ORDER BY count DESC, last_seen DESC LIMIT ?", (limit,))
-        return [(r[0], r[1], parse_time(r[2])) for r in rows]
+    async def unanswered(self, limit: int) -> list[Unanswered]:
+        rows = await self._read(
+            "SELECT text, count, last_seen, outcome, near FROM unanswered ORDER BY count DESC, last_seen DESC LIMIT ?", (limit,)
+        )
+        return [Unanswered(r[0], r[1], parse_time(r[2]), r[3] or "fallback", tuple(filter(None, (r[4] or "").split(",")))) for r in rows]
 
     async def stats(self, since: dt.datetime) -> dict[str, Any]:
         members = (await self._read("SELECT COUNT(*) FROM members"))[0][0]

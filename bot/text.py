@@ -5,7 +5,20 @@ from __future__ import annotations
 import re
 import unicodedata
 
-MAX_ROUTED_CHARS = 600  # the router reads the start of a message; a 20 kB paste is not a question
+MAX_ROUTED_CHARS = 600
+# English function words and the commonest verbs: never a name of anything in content, and
+# never "corrected" by typo tolerance into a content word.
+FUNCTION_WORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if im in into is it its itself just me more most my myself
+    no nor not now of off on once only or other our ours out over own same she should so some such than
+    that the their theirs them then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your yours yourself ive id ill dont
+    want wants need needs know get got go going like really please thank thanks okay ok yes yeah sure
+    hello hi hey much many long time think shall may might must one two three first next last new way
+    thing things lot lots bit little well still even actually ever never always often usually""".split()
+)  # the router reads the start of a message; a 20 kB paste is not a question
 
 _MENTION = re.compile(r"<[@#!][^>\s]{0,80}>|@(everyone|here|channel)\b", re.IGNORECASE)
 _NON_WORD = re.compile(r"[^a-z0-9+#]+")

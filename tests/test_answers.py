@@ -65,9 +65,14 @@ async def test_timeline_from_scratch_shows_both_sources(ask) -> None:
     assert "18-24 months" in text and "12-24 months" in text
 
 
-async def test_fallback_offers_examples(ask) -> None:
-    text = await ask("tell me a joke about cats")
-    assert "Try asking" in text and "help" in text
+async def test_unknown_question_admits_it_and_offers_the_nearest(ask) -> None:
+    text = await ask("qwertyuiop zxcvbnm")
+    assert "couldn't match" in text and "help" in text
+
+
+async def test_out_of_scope_question_says_so_and_offers_what_is_covered(ask) -> None:
+    text = await ask("can you get me a visa sponsorship for the US?")
+    assert "don't cover" in text and "Options:" in text
 
 
 async def test_every_factual_reply_names_a_source(core) -> None:

@@ -124,7 +124,7 @@ async def test_metrics_expose_replies_latency_fallbacks_nudges_and_429s(content,
     observer = PrometheusObserver()
     async with open_store(str(tmp_path / "mlbot.sqlite3")) as store:
         core = Core(content, store=store, observer=observer)
-        for text in ("salary senior", "role data engineer", "salary entry", "tell me a joke about cats"):
+        for text in ("salary senior", "role data engineer", "salary entry", "qwertyuiop zxcvbnm"):
             await core.handle(Message("console", "ada", text))
     observer.nudge("sent")
     observer.nudge("sent")
@@ -199,7 +199,7 @@ async def test_an_error_is_logged_with_its_id_and_without_the_members_words(cont
         raise RuntimeError("salary table unavailable")
 
     core = Core(content, registry=registry_with(replace={"salary": broken}))
-    words = "my salary is 87654 and my manager is Grace Hopper"
+    words = "salary: mine is 87654 and my manager is Grace Hopper"
     stream = io.StringIO()
     root = logging.getLogger()
     saved = root.handlers[:], root.level

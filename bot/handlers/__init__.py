@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from bot.commands import Registry
+from bot.handlers.conversation import SPECS as CONVERSATION_SPECS
+from bot.handlers.conversation import clarify, fallback, smalltalk
 from bot.handlers.knowledge import SPECS as KNOWLEDGE_SPECS
-from bot.handlers.knowledge import fallback
 from bot.handlers.nudge import SPECS as NUDGE_SPECS
 from bot.handlers.progress import SPECS as PROGRESS_SPECS
 
-__all__ = ["build_registry", "fallback"]
+__all__ = ["build_registry", "clarify", "fallback", "smalltalk"]
 
 
 def build_registry() -> Registry:
     registry = Registry()
-    for spec in (*KNOWLEDGE_SPECS, *PROGRESS_SPECS, *NUDGE_SPECS):
+    for spec in (*KNOWLEDGE_SPECS, *CONVERSATION_SPECS, *PROGRESS_SPECS, *NUDGE_SPECS):
         registry.add(spec)
     return registry

@@ -342,19 +342,6 @@ def help_reply(core: "Core", command: str | None = None, *, admin: bool = False)
     )
 
 
-def fallback(core: "Core", route: "Route") -> Reply:
-    guess = f"Did you mean `{route.guess}`? " if route.guess else ""
-    return Reply(
-        title="I'm not sure what you're asking",
-        text=(
-            f"{guess}I can answer questions about ML roles, salaries, interview prep, courses and the learning path. "
-            "Try asking: \"what do senior ML engineers earn in Europe?\", \"ml engineer vs data scientist\", "
-            "\"which course first if I know statistics?\" or say `help`."
-        ),
-        command="fallback",
-    )
-
-
 # --- registry ------------------------------------------------------------------------
 
 
@@ -373,7 +360,6 @@ SPECS = [
         help_command,
         params=(Param("command", "A command name"),),
         aliases=("commands", "menu", "start"),
-        keywords=("help", "what can you do", "what do you know", "what can i ask", "thanks", "thank you", "hello", "hi", "hey", "good morning", "who are you", "options", "usage", "how do i use"),
         examples=("help salary",),
         group="Learn",
     ),
@@ -387,10 +373,6 @@ SPECS = [
             Param("years", "Years of experience", kind="years", type="int"),
         ),
         aliases=("salaries", "pay"),
-        keywords=("salary", "salaries", "pay", "paid", "pays", "earn", "earns", "earning", "earnings", "make", "makes", "making", "compensation", "comp", "income", "wage", "wages", "money", "band", "bands", "tc", "how much", "rich", "package", "in terms of pay", "in terms of salary", "pay wise",
-                  "salary wise", "earn more", "earns more", "paid more", "pays more", "pay more", "make more"),
-        signals={"level": 2, "region": 1, "years": 2, "salary_note": 3},
-        requires=("keyword", "level", "years"),
         examples=("what do senior ML engineers earn in Europe?", "salary entry", "salary with 3 years"),
     ),
     CommandSpec(
@@ -399,8 +381,6 @@ SPECS = [
         role,
         params=(Param("name", "The role", kind="role", choices=_role_choices),),
         aliases=("roles",),
-        keywords=("role", "roles", "job of", "day to day", "responsibilities", "duties", "actually do", "what is a", "what is an", "who is", "describe", "work like", "position"),
-        signals={"role": 1},
         examples=("what does an ML engineer do?", "role data engineer"),
     ),
     CommandSpec(
@@ -412,9 +392,6 @@ SPECS = [
             Param("second", "Another role", kind="role", choices=_role_choices),
         ),
         aliases=("vs",),
-        keywords=("versus", "compare", "comparison", "difference", "differences", "differ", "different", "between", "or", "which should i choose", "vs"),
-        signals={"role": 1},
-        requires=("role",),
         examples=("ml engineer vs data scientist",),
     ),
     CommandSpec(
@@ -426,8 +403,6 @@ SPECS = [
             Param("topic", "Question topic", kind="topic", choices=lambda c: [Choice(t.id, t.name) for t in c.topics.values()]),
         ),
         aliases=("interviews",),
-        keywords=("interview", "interviews", "interviewing", "interviewer", "hiring", "recruiter", "recruiters", "prepare", "preparation", "prep", "wear", "outfit"),
-        signals={"section": 2},
         examples=("interview tips", "what to wear to an interview at a startup", "portfolio ideas"),
     ),
     CommandSpec(
@@ -438,8 +413,6 @@ SPECS = [
             Param("name", "The course", kind="course", choices=lambda c: [Choice(x.id, x.title) for x in c.courses.values()]),
             Param("background", "Your background", kind="background", choices=_background_choices),
         ),
-        keywords=("course", "class", "mooc", "lecture", "taught", "enroll", "take first", "start with", "which first", "covers"),
-        signals={"course": 4, "background": 1},
         examples=("regression course", "which course first if I know statistics?"),
     ),
     CommandSpec(
@@ -447,8 +420,6 @@ SPECS = [
         "The top-rated courses, or the ones for your background.",
         courses,
         params=(Param("background", "Your background", kind="background", choices=_background_choices),),
-        keywords=("courses", "classes", "moocs", "learn", "study", "studying", "training", "tutorials", "recommend", "recommendations", "best courses", "top rated", "highest rated"),
-        signals={"background": 1},
         examples=("courses for software-engineering",),
     ),
     CommandSpec(
@@ -456,8 +427,6 @@ SPECS = [
         "The certifications worth knowing.",
         certifications,
         aliases=("certs", "certification"),
-        keywords=("certifications", "certification", "certificate", "certificates", "cert", "certs", "certified", "credential", "credentials"),
-        signals={"certification": 3},
         examples=("certifications",),
     ),
     CommandSpec(
@@ -466,8 +435,6 @@ SPECS = [
         resources,
         params=(Param("name", "A resource", kind="resource", choices=lambda c: [Choice(r.id, r.name) for r in c.resources.values()]),),
         aliases=("resource",),
-        keywords=("resources", "materials", "book", "books", "read", "reading", "community", "communities", "where to learn", "bootcamp", "bootcamps", "programme", "program", "programs"),
-        signals={"resource": 3},
         examples=("books and communities",),
     ),
     CommandSpec(
@@ -476,8 +443,6 @@ SPECS = [
         path,
         params=(Param("sequence", "Which version of the path", kind="sequence", choices=lambda c: [Choice(s.id, s.title) for s in c.sequences]),),
         aliases=("roadmap",),
-        keywords=("path", "roadmap", "road map", "steps", "plan", "how to become", "how do i become", "become", "get into", "break into", "getting into", "getting started", "get started", "where to start", "where do i start", "begin", "curriculum", "learning path", "sequence", "order", "transition", "switch"),
-        signals={},
         examples=("roadmap to become an ML engineer",),
     ),
     CommandSpec(
@@ -486,18 +451,13 @@ SPECS = [
         timeline,
         params=(Param("background", "Your background", kind="background", choices=_background_choices),),
         aliases=("howlong",),
-        keywords=("how long", "how many months", "how many years", "how much time", "timeline", "timelines", "how fast", "how quickly", "months", "take to become", "long does it take"),
-        signals={"background": 1},
         examples=("how long from software engineering to ML?",),
     ),
     CommandSpec(
         "faq",
         "Frequently asked questions: degree, PhD, maths, languages, frameworks, outlook.",
         faq,
-        params=(Param("question", "The question", kind="faq", choices=lambda c: [Choice(f.id, f.question) for f in c.faqs.values()]),),
-        keywords=("faq",),
-        signals={"faq": 4},
-        requires=("faq",),
+        params=(Param("question", "The question", choices=lambda c: [Choice(f.id, f.question) for f in c.faqs.values()]),),
         examples=("do I need a degree?", "best programming language for ML"),
     ),
     CommandSpec(
@@ -506,9 +466,6 @@ SPECS = [
         explain,
         params=(Param("concept", "The concept", kind="concept", choices=lambda c: [Choice(t, t.replace("-", " ")) for t in sorted({t for q in c.questions.values() for t in q.tags})]),),
         aliases=("define",),
-        keywords=("what is", "what are", "explain", "define", "definition", "meaning", "how does", "how do", "why", "difference", "vs", "versus", "mean"),
-        signals={"concept": 3},
-        requires=("concept",),
         examples=("what is data drift?", "precision vs recall"),
     ),
     CommandSpec(
@@ -516,7 +473,6 @@ SPECS = [
         "The articles the answers come from.",
         sources,
         aliases=("references",),
-        keywords=("sources", "source", "references", "citations", "where does this come from"),
         examples=("sources",),
     ),
 ]

@@ -353,8 +353,6 @@ SPECS = [
             Param("weeks", "With pause: how many weeks"),
         ),
         aliases=("nudges", "reminder"),
-        keywords=("nudge", "nudge me", "remind me", "weekly reminder", "weekly nudge", "study reminder", "reminders",
-                  *(f"every {d.lower()}" for d in nudges.WEEKDAYS)),
         examples=("nudge on", "nudge me on mondays at 9am Europe/Berlin", "nudge pause 2 weeks", "nudge off"),
         personal=True,
         needs_store=True,

@@ -321,8 +321,12 @@ async def unanswered(req: "Request") -> Reply:
     rows = await req.store.unanswered(max(1, min(limit, 50)))
     if not rows:
         return Reply(text="No unanswered questions recorded yet.", ephemeral=True)
-    items = tuple(f"{count}x \"{quote(text, 80)}\" (last {seen:%Y-%m-%d})" for text, count, seen in rows)
-    return Reply(title="Questions I couldn't answer", items=items, footer="Add content for the common ones, then `reload`.", ephemeral=True)
+    items = tuple(
+        f"{row.count}x \"{quote(row.text, 80)}\" (last {row.last_seen:%Y-%m-%d}; {'asked back' if row.outcome == 'clarify' else 'no answer'}"
+        + (f"; closest: {', '.join(row.near)})" if row.near else ")")
+        for row in rows
+    )
+    return Reply(title="Questions I couldn't answer", items=items, footer="Add the question as an `examples:` line under the intent that should answer it (content/*.yaml), then `reload`.", ephemeral=True)
 
 
 async def stats(req: "Request") -> Reply:
@@ -359,39 +363,29 @@ PERSONAL = dict(personal=True, needs_store=True, group="Your progress")
 ADMIN = dict(admin=True, needs_store=True, group="Admins")
 
 SPECS = [
-    CommandSpec("progress", "Your path steps, courses, practice and streak.", progress, aliases=("status",),
-                keywords=("my progress", "progress", "track my progress", "where do i stand", "how am i doing", "what have i done"), examples=("progress",), **PERSONAL),
-    CommandSpec("next", "Your next path step, its course and one thing to do this week.", next_step, aliases=("todo",),
-                keywords=("what next", "what should i do next", "next step", "what now", "what should i study"), examples=("next",), **PERSONAL),
+    CommandSpec("progress", "Your path steps, courses, practice and streak.", progress, aliases=("status",), examples=("progress",), **PERSONAL),
+    CommandSpec("next", "Your next path step, its course and one thing to do this week.", next_step, aliases=("todo",), examples=("next",), **PERSONAL),
     CommandSpec("done", "Mark a path step or course done.", done,
                 params=(Param("item", "A path step or course", choices=_items, required=True, rest=True),),
-                aliases=("finished", "completed", "complete"),
-                keywords=("finished", "i finished", "completed", "i completed", "done with", "i am done", "im done", "i did", "passed", "wrapped up",
-                          "as done", "mark as done", "mark done", "i have done", "ive done"),
-                signals={"step": 1, "course": 1}, requires=("keyword",), examples=("done python fundamentals", "I finished the regression course"), **PERSONAL),
+                aliases=("finished", "completed", "complete"), examples=("done python fundamentals", "I finished the regression course"), **PERSONAL),
     CommandSpec("undo", "Unmark a path step or course.", undo,
                 params=(Param("item", "A path step or course", choices=_items, required=True, rest=True),),
-                aliases=("unmark", "undone"), keywords=("not done", "unmark", "undo"), signals={"step": 1, "course": 1},
-                requires=("keyword",), examples=("undo python fundamentals",), **PERSONAL),
+                aliases=("unmark", "undone"), examples=("undo python fundamentals",), **PERSONAL),
     CommandSpec("practice", "An interview question, due and weak cards first (spaced repetition).", practice,
                 params=(Param("topic", "Question topic", kind="topic", choices=_topics),
                         Param("mode", "`stats` for your practice statistics", choices=lambda c: [Choice("stats", "My practice stats")])),
-                aliases=("quiz", "drill"),
-                keywords=("practice", "practise", "quiz me", "ask me", "test me", "interview question", "question", "questions", "flashcard", "flashcards"),
-                signals={"topic": 2}, requires=("keyword",), examples=("practice sql", "ask me an ML interview question", "practice stats"), **PERSONAL),
+                aliases=("quiz", "drill"), examples=("practice sql", "ask me an ML interview question", "practice stats"), **PERSONAL),
     CommandSpec("reveal", "Show the model answer to your current practice card.", reveal,
-                params=(Param("card", "The card id"),), aliases=("answer",), keywords=("show the answer", "reveal", "show answer"), **PERSONAL),
+                params=(Param("card", "The card id"),), aliases=("answer",), **PERSONAL),
     CommandSpec("grade", "Grade your current card: again, hard, good or easy (1-4).", grade,
                 params=(Param("grade", "again, hard, good or easy", choices=lambda c: [Choice(n, n) for n in GRADE_NAMES.values()], required=True),
                         Param("card", "The card id")),
                 aliases=("rate",), whole=("again", "hard", "good", "easy", "1", "2", "3", "4"), **PERSONAL),
     CommandSpec("home", "Your progress, next step and practice at a glance.", home, examples=("home",), **PERSONAL),
-    CommandSpec("streak", "Weeks in a row you studied.", streak, keywords=("streak", "my streak", "weeks in a row"), examples=("streak",), **PERSONAL),
-    CommandSpec("mydata", "Everything stored about you, as JSON.", mydata, aliases=("my-data", "export"),
-                keywords=("my data", "what do you store", "store about me", "stored about me", "data about me", "what do you know about me", "export my data", "gdpr"), examples=("mydata",), **PERSONAL),
+    CommandSpec("streak", "Weeks in a row you studied.", streak, examples=("streak",), **PERSONAL),
+    CommandSpec("mydata", "Everything stored about you, as JSON.", mydata, aliases=("my-data", "export"), examples=("mydata",), **PERSONAL),
     CommandSpec("forget", "Delete everything stored about you (asks first).", forget,
-                params=(Param("confirm", "yes to confirm"),), aliases=("forget-me", "delete-me"),
-                keywords=("forget me", "delete my data", "erase my data", "remove my data", "delete me", "delete everything"), examples=("forget me",), **PERSONAL),
+                params=(Param("confirm", "yes to confirm"),), aliases=("forget-me", "delete-me"), examples=("forget me",), **PERSONAL),
     CommandSpec("unanswered", "The questions members asked that I couldn't answer.", unanswered,
                 params=(Param("count", "How many (default 10)"),), examples=("unanswered 20",), **ADMIN),
     CommandSpec("stats", "Members, weekly activity, cards graded, top commands.", stats, examples=("stats",), **ADMIN),

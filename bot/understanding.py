@@ -1,0 +1,137 @@
+"""Which intent a free-text message means, learned from the `examples:` content declares.
+
+The model is TF-IDF over word unigrams, word bigrams and the kinds of slot a message
+mentions (`slot:level`, `slot:role`...), so "what do seniors make in Berlin" and
+"pay for a junior in Canada" share the shape that matters. An intent scores a blend of
+its best example's cosine and its centroid's (see `IntentModel`).
+
+Training is counting: it takes milliseconds for today's content, runs whenever content
+loads (and on `reload`), needs no download and no numerical library.
+`bench/understanding.py` compares this model with the alternatives that were measured.
+
+`decide` turns the ranking into one of three outcomes: answer (confident and clearly
+ahead of the runner-up), clarify (two or three close readings: "did you mean"), or
+admit (nothing fits).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
+
+Outcome = Literal["answer", "clarify", "admit"]
+
+# An answer needs this score and this lead over the next intent. Set by measurement:
+# `bench/understanding.py` prints accuracy and confidently-wrong answers on the dev set,
+# which moving these trades against each other. Below `CLARIFY_FLOOR` nothing is close
+# enough to offer as a "did you mean" choice; choices lie within `CLARIFY_WINDOW` of the top.
+ANSWER_FLOOR = 0.18
+ANSWER_MARGIN = 0.03
+CLARIFY_FLOOR = 0.10
+CLARIFY_WINDOW = 0.08
+MAX_CHOICES = 3
+NEAREST_WEIGHT = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    intent: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    ranking: tuple[Ranked, ...]  # best first, one entry per intent that scored
+
+    @property
+    def intent(self) -> str | None:
+        return self.ranking[0].intent if self.outcome == "answer" else None
+
+    def near(self, limit: int = MAX_CHOICES) -> list[str]:
+        """The intents it came closest to, best first."""
+        return [r.intent for r in self.ranking[:limit]]
+
+
+def stem(word: str) -> str:
+    """Plural to singular, roughly: "salaries" and "salary", "roles" and "role" count as one."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def features(words: Sequence[str], slot_kinds: Iterable[str] = ()) -> Counter[str]:
+    """Sparse counts: each word, each pair of neighbouring words, each slot kind."""
+    words = [stem(w) for w in words]
+    counts: Counter[str] = Counter(words)
+    counts.update(f"{a} {b}" for a, b in zip(words, words[1:]))
+    counts.update(f"slot:{kind}" for kind in slot_kinds)
+    return counts
+
+
+class IntentModel:
+    """TF-IDF cosine, blended: `NEAREST_WEIGHT` of the best-matching example's and the rest
+    of the intent centroid's (the mean of its examples). The example catches a phrasing
+    written almost verbatim; the centroid pools the evidence of all phrasings, which is
+    what carries a long, unforeseen question. Inverted indexes keep a message to the
+    examples and centroids that share a feature with it."""
+
+    def __init__(self, examples: Sequence[tuple[str, Counter[str]]]):
+        if not examples:
+            raise ValueError("an intent model needs examples")
+        documents = len(examples)
+        frequency: Counter[str] = Counter()
+        for _, counts in examples:
+            frequency.update(counts.keys())
+        self._idf = {f: math.log((1 + documents) / (1 + n)) + 1.0 for f, n in frequency.items()}
+        self._intents = [intent for intent, _ in examples]
+        self._examples: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for row, (intent, counts) in enumerate(examples):
+            for feature, weight in self._vector(counts).items():
+                self._examples[feature].append((row, weight))
+                sums[intent][feature] += weight
+        self._centroids: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for intent, summed in sums.items():
+            norm = math.sqrt(sum(w * w for w in summed.values()))
+            for feature, weight in summed.items():
+                self._centroids[feature].append((intent, weight / norm))
+
+    def _vector(self, counts: Counter[str]) -> dict[str, float]:
+        weights = {f: (1.0 + math.log(n)) * self._idf[f] for f, n in counts.items() if f in self._idf}
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        return {f: w / norm for f, w in weights.items()} if norm else {}
+
+    def rank(self, counts: Counter[str]) -> tuple[Ranked, ...]:
+        """Every intent that shares a feature with the message, best first."""
+        vector = self._vector(counts)
+        nearest: dict[int, float] = defaultdict(float)
+        centroid: dict[str, float] = defaultdict(float)
+        for feature, weight in vector.items():
+            for row, example_weight in self._examples.get(feature, ()):
+                nearest[row] += weight * example_weight
+            for intent, centroid_weight in self._centroids.get(feature, ()):
+                centroid[intent] += weight * centroid_weight
+        best: dict[str, float] = defaultdict(float)
+        for row, score in nearest.items():
+            intent = self._intents[row]
+            best[intent] = max(best[intent], score)
+        blended = {i: NEAREST_WEIGHT * best.get(i, 0.0) + (1 - NEAREST_WEIGHT) * score for i, score in centroid.items()}
+        ranked = sorted(blended.items(), key=lambda pair: -pair[1])
+        return tuple(Ranked(intent, round(score, 4)) for intent, score in ranked)
+
+
+def decide(ranking: tuple[Ranked, ...]) -> Decision:
+    if not ranking or ranking[0].score < CLARIFY_FLOOR:
+        return Decision("admit", ranking)
+    top = ranking[0].score
+    runner_up = ranking[1].score if len(ranking) > 1 else 0.0
+    if top >= ANSWER_FLOOR and top - runner_up >= ANSWER_MARGIN:
+        return Decision("answer", ranking)
+    close = tuple(r for r in ranking[:MAX_CHOICES] if r.score >= max(CLARIFY_FLOOR, top - CLARIFY_WINDOW))
+    if len(close) < 2:
+        return Decision("answer", ranking) if top >= ANSWER_FLOOR else Decision("admit", ranking)
+    return Decision("clarify", close + tuple(r for r in ranking if r not in close))
