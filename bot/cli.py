@@ -17,6 +17,7 @@ from typing import AsyncIterator
 from bot import nudges_cli
 from bot.content import ContentError, load_content
 from bot.core import Core
+from bot.handlers import build_registry
 from bot.messages import Message
 from bot.replies import Reply, render_text
 from bot.settings import Settings
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_content(directory: Path | None) -> int:
     try:
-        content = load_content(directory)
+        content = load_content(directory, commands={spec.name for spec in build_registry()})
     except ContentError as exc:
         for problem in exc.problems:
             print(problem)
@@ -95,9 +96,9 @@ def check_content(directory: Path | None) -> int:
 
 
 @asynccontextmanager
-async def _core(content, settings: Settings, content_dir: Path | None) -> AsyncIterator[Core]:
+async def _core(content, settings: Settings, content_dir: Path | None, *, train_now: bool = True) -> AsyncIterator[Core]:
     async with open_store(settings.db) as store:
-        yield Core(content, store=store, content_dir=content_dir)
+        yield Core(content, store=store, content_dir=content_dir, train_now=train_now)
 
 
 async def _chat(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> None:
@@ -115,7 +116,7 @@ def _as_json(query: str, reply: Reply) -> str:
 
 
 async def _ask(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> int:
-    async with _core(content, settings, content_dir) as core:
+    async with _core(content, settings, content_dir, train_now=False) as core:  # one question: train only if it is free text
         if args.text == ["-"]:
             for line in sys.stdin:
                 query = line.rstrip("\n")

@@ -91,6 +91,7 @@ class Core:
         registry: Registry | None = None,
         observer: Observer | None = None,
         content_dir: Path | None = None,
+        train_now: bool = True,
     ):
         from bot.handlers import build_registry  # the handlers import Core's types
 
@@ -105,6 +106,8 @@ class Core:
         self._idle = asyncio.Event()
         self._idle.set()
         self.router = Router(content, self.registry)
+        if train_now:  # so the first member's question doesn't wait for it
+            self.router.model
 
     async def handle(self, message: Message) -> Reply:
         started = time.perf_counter()
@@ -251,6 +254,7 @@ class Core:
             content = load_content(directory or self.content_dir, commands={spec.name for spec in self.registry})
         except ContentError as exc:
             return [str(p) for p in exc.problems]
-        self.content = content
-        self.router = Router(content, self.registry)
+        router = Router(content, self.registry)
+        router.model
+        self.content, self.router = content, router
         return []

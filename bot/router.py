@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterable
 
 from rapidfuzz import process
@@ -67,12 +67,19 @@ class Router:
         self._words = registry.words()
         self._index: dict[str, list[tuple[str, str]]] = {}
         self._build_index(content)
-        examples = content.examples()
-        self._vocabulary = self._build_vocabulary(examples)
-        self._candidates = sorted(w for w in self._vocabulary if len(w) >= 3 and w.isalpha())
+        self._examples = content.examples()
+        self._vocabulary = self._build_vocabulary(self._examples)
+        self._by_length: dict[int, list[str]] = {}
+        for word in sorted(w for w in self._vocabulary if len(w) >= 3 and w.isalpha()):
+            self._by_length.setdefault(len(word), []).append(word)
         self._correct = lru_cache(maxsize=8192)(self._correct_uncached)
         self._needs = {i.command: i.needs for i in content.command_intents.values() if i.needs}
-        self.model = IntentModel([(intent, self.features(e.text)) for intent, items in examples.items() for e in items])
+
+    @cached_property
+    def model(self) -> IntentModel:
+        """Trained on first use (about 0.1 s): a command line such as `mlbot ask help`
+        never needs it; `Core` trains it up front for long-running surfaces."""
+        return IntentModel([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
 
     # --- vocabulary -------------------------------------------------------------------
 
@@ -130,7 +137,7 @@ class Router:
         # letters, two in a longer one: "salery", "roadmpa", "intervew". Real words a step
         # further away stay as typed ("median" is not "mean").
         limit = 1 if len(token) <= 7 else 2
-        candidates = [w for w in self._candidates if abs(len(w) - len(token)) <= limit]
+        candidates = [w for n in range(len(token) - limit, len(token) + limit + 1) for w in self._by_length.get(n, ())]
         best = process.extractOne(token, candidates, scorer=OSA.distance, score_cutoff=limit)
         return best[0] if best else token
 

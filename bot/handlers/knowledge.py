@@ -112,13 +112,36 @@ def levels_for_years(years: int, bands: tuple[Band, ...]) -> list[str]:
     return list(found)
 
 
+def _coverage(req: "Request", c: Content, region_ids: list[str], note_ids: list[str]) -> list[str]:
+    """Say once what the articles don't give figures for (a place, another role), and
+    pick the region and notes that come closest. Mutates `region_ids` and `note_ids`."""
+    said: list[str] = []
+    places = [c.places[key] for key in req.route.ids("place") if key in c.places]
+    if places and not region_ids:
+        place = places[0]
+        if place.region:
+            region_ids.append(place.region)
+            said.append(f"The articles give no figures for {place.name}; these are their {c.regions[place.region].name} figures.")
+        else:
+            said.append(f"The articles give no figures for {place.name}; the US bands for reference.")
+        if place.hub and "hubs" in c.salary_notes:
+            note_ids.append("hubs")
+    others = [r for r in req.route.ids("role") if r != DEFAULT_ROLE]
+    if others and DEFAULT_ROLE not in req.route.ids("role"):
+        names = ", ".join(c.roles[r].name.lower() for r in others)
+        said.append(f"The articles give no salary figures for {names}; what they say about ML engineer pay:")
+        if "data-scientist" in others and "vs-data-scientist" in c.salary_notes and "vs-data-scientist" not in note_ids:
+            note_ids.append("vs-data-scientist")
+    return said
+
+
 async def salary(req: "Request") -> Reply:
     c = req.content
     level_ids = list(dict.fromkeys(req.route.ids("level"))) or ([req.args["level"]] if "level" in req.args else [])
     region_ids = list(dict.fromkeys(req.route.ids("region"))) or ([req.args["region"]] if "region" in req.args else [])
     note_ids = list(dict.fromkeys(req.route.ids("salary_note")))
     years = req.args.get("years")
-    preface: list[str] = []
+    preface = _coverage(req, c, region_ids, note_ids)
     if years is not None and not level_ids:
         level_ids = levels_for_years(int(years), c.bands)
         if level_ids:
@@ -127,7 +150,7 @@ async def salary(req: "Request") -> Reply:
     region = c.regions[region_ids[0]] if region_ids else c.regions["us"]
     band_region = region.bands_from or region.id
     shown_facts: list[Fact] = list(region.facts)
-    for note_id in note_ids:
+    for note_id in dict.fromkeys(note_ids):
         shown_facts.extend(c.salary_notes[note_id].facts)
     if not level_ids and not region_ids and not note_ids and years is None:
         shown_facts[:0] = c.salary_notes["overview"].facts if "overview" in c.salary_notes else ()
@@ -144,7 +167,7 @@ async def salary(req: "Request") -> Reply:
     text_parts = preface + [f.text for f in shown_facts] + ([reference] if reference else [])
     return Reply(
         title=f"{title_level} salaries: {region.name}",
-        text="\n".join(text_parts),
+        text="\n".join(dict.fromkeys(text_parts)),
         fields=fields,
         sources=c.titles(*(f.source for f in shown_facts), *(b.source for b in bands)),
     )
@@ -245,7 +268,13 @@ async def courses(req: "Request") -> Reply:
 async def certifications(req: "Request") -> Reply:
     c = req.content
     certs = list(c.certifications.values())
-    return Reply(title="Certifications that can boost your career", items=tuple(x.name for x in certs), sources=c.titles(*(x.source for x in certs)))
+    caveat = c.faqs["projects-importance"].facts if "projects-importance" in c.faqs else ()  # certificates alone are not enough
+    return Reply(
+        title="Certifications that can boost your career",
+        items=tuple(x.name for x in certs),
+        text="\n".join(f.text for f in caveat),
+        sources=c.titles(*(x.source for x in certs), *(f.source for f in caveat)),
+    )
 
 
 async def resources(req: "Request") -> Reply:

@@ -95,7 +95,7 @@ async def next_step(req: "Request") -> Reply:
             ephemeral=True,
         )
     step = c.path_steps[step_id]
-    fields = [Field("This week", step.this_week)]
+    fields = [Field("This week (the project's suggestion, not from the articles)", step.this_week)]
     if course_ids:
         fields.append(Field("A course for it", "\n".join(f"{c.courses[x].title} ({c.courses[x].provider}, rated {c.courses[x].rating:g})" for x in course_ids)))
     return Reply(

@@ -1,0 +1,137 @@
+"""What members type is understood from the examples in content, checked like any content,
+and kept apart from the held-out dev set."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapters.console import chat
+from bot.core import Core
+from bot.messages import Message
+from bot.text import phrase
+from test_content import ROOT, content_dir, edit, problems  # noqa: F401  (fixture)
+
+DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
+
+
+def test_dev_questions_are_never_training_examples(content) -> None:
+    """The dev set measures phrasings the model never saw: no overlap after normalising."""
+    dev = {phrase(item["q"]) for item in yaml.safe_load(DEV.read_text())}
+    examples = {phrase(e.text): intent for intent, items in content.examples().items() for e in items}
+    assert len(dev) >= 150
+    assert not dev & set(examples), sorted(dev & set(examples))[:5]
+
+
+def test_dev_questions_name_known_intents(content) -> None:
+    known = set(content.examples())
+    unknown = [item["intent"] for item in yaml.safe_load(DEV.read_text()) if item["intent"] not in known]
+    assert not unknown
+
+
+def test_every_intent_has_enough_varied_examples(content) -> None:
+    for intent, examples in content.examples().items():
+        assert len(examples) >= 8, intent
+
+
+def test_same_example_under_two_intents_is_a_file_line_error(content, content_dir: Path) -> None:  # noqa: F811
+    taken = content.faqs["degree"].examples[0]
+    line = edit(content_dir / "intents.yaml", '      - "median pay for machine learning engineers"', f'      - "{taken.text}"')
+    wanted = f"content/faq.yaml:{taken.line}: example \"{taken.text}\" is also an example of 'salary' (content/intents.yaml:{line})"
+    found = problems(content_dir)
+    assert any(p.startswith(wanted) for p in found), found
+
+
+def test_too_few_examples_is_a_file_line_error(content_dir: Path) -> None:  # noqa: F811
+    path = content_dir / "scope.yaml"
+    data = path.read_text()
+    start = data.index("    examples:", data.index("- id: visa"))
+    end = data.index("\n  - id:", start)
+    path.write_text(data[:start] + '    examples: ["visa?", "work permit?"]' + data[end:])
+    line = data[:start].count("\n") + 1
+    assert f"content/scope.yaml:{line}: expected at least 8 item(s), got 2" in problems(content_dir)
+
+
+def test_function_word_alias_is_a_file_line_error(content_dir: Path) -> None:  # noqa: F811
+    line = edit(content_dir / "courses.yaml", "aliases: [software engineer,", "aliases: [it, software engineer,")
+    found = problems(content_dir)
+    assert any(p.startswith(f"content/courses.yaml:{line}: alias 'it' is a common function word") for p in found), found
+
+
+def test_unknown_command_intent_is_a_file_line_error(content_dir: Path) -> None:  # noqa: F811
+    from bot.content import ContentError, load_content
+    from bot.handlers import build_registry
+
+    line = edit(content_dir / "intents.yaml", "  - command: sources", "  - command: sauces")
+    with pytest.raises(ContentError) as info:
+        load_content(content_dir, commands={s.name for s in build_registry()})
+    assert any(str(p).startswith(f"content/intents.yaml:{line}: unknown command 'sauces'") for p in info.value.problems)
+
+
+def test_function_words_are_never_corrected_into_content(content) -> None:
+    """"it" is not the IT background and "worth it" is not a topic: only real slips are fixed."""
+    router = Core(content).router
+    assert router.normalise("how long does it take") == ["how", "long", "does", "it", "take"]
+    assert router.normalise("salery roadmpa intervew") == ["salary", "roadmap", "interview"]
+    assert router.normalise("median") == ["median"]
+    found, _ = router.entities(router.normalise("how long does it take a complete beginner"))
+    assert [e.id for e in found if e.kind == "background"] == ["from-scratch"]
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("thanks!", "smalltalk:thanks"),
+    ("ok", "smalltalk:ack"),
+    ("can you sponsor my work visa", "scope:visa"),
+    ("how much does the coursera regression course cost", "scope:course-cost"),
+])
+def test_small_talk_and_scope_are_intents(content, text: str, intent: str) -> None:
+    router = Core(content).router
+    route = router.route(text)
+    kind, _, ident = intent.partition(":")
+    assert route.command == kind and ident in route.args.values(), route
+
+
+async def test_thanks_gets_one_line_not_the_help(content) -> None:
+    reply = await Core(content).handle(Message("console", "ada", "thank you!"))
+    assert reply.command == "smalltalk" and "\n" not in reply.text and not reply.fields
+
+
+async def test_out_of_scope_says_so_and_offers_working_choices(content) -> None:
+    core = Core(content)
+    reply = await core.handle(Message("console", "ada", "will a company sponsor my visa if I'm an ML engineer?"))
+    assert "don't cover" in reply.text and reply.actions
+    for action in reply.actions:  # every offered choice answers when pressed
+        answer = await core.handle(Message("console", "ada", action.command))
+        assert answer.command not in ("fallback", "clarify", "error"), (action, answer.command)
+
+
+async def test_clarify_choices_are_buttons_that_answer(content) -> None:
+    core = Core(content)
+    route = core.router.route("which language should I learn")
+    if route.command != "clarify":
+        pytest.skip("the model is sure of this one now; the choices are tested on the next")
+    reply = await core.handle(Message("console", "ada", "which language should I learn"))
+    assert reply.command == "clarify" and 2 <= len(reply.actions) <= 3
+    for action in reply.actions:
+        answer = await core.handle(Message("console", "ada", action.command))
+        assert answer.command not in ("fallback", "clarify", "error"), (action, answer.command)
+
+
+async def test_console_takes_a_number_for_an_offered_choice(content) -> None:
+    core = Core(content)
+    first = await core.handle(Message("console", "ada", "can you sponsor my work visa"))
+    stdin = io.StringIO("can you sponsor my work visa\n1\n")
+    out = io.StringIO()
+    await chat(core, "ada", stdin=stdin, stdout=out)
+    expected = await core.handle(Message("console", "ada", first.actions[0].command))
+    assert "1. " in out.getvalue() and expected.title in out.getvalue().split("Options:")[-1]
+
+
+async def test_salary_names_what_the_articles_do_not_cover(content) -> None:
+    core = Core(content)
+    sydney = await core.handle(Message("console", "ada", "ml engineer salary in sydney"))
+    assert sydney.command == "salary" and "no figures for Sydney" in sydney.text
+    ds = await core.handle(Message("console", "ada", "how much does a data scientist earn"))
+    assert ds.command == "salary" and "no salary figures for data scientist" in ds.text
