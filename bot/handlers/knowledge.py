@@ -13,7 +13,6 @@ from bot.text import money, quote
 
 if TYPE_CHECKING:
     from bot.core import Core, Request
-    from bot.router import Route
 
 DEFAULT_ROLE = "ml-engineer"
 
