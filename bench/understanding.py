@@ -114,19 +114,6 @@ def p99_us(fn: Callable[[str], object], texts: list[str], rounds: int = 5) -> tu
 # --- alternative intent models over the same features -------------------------------------
 
 
-class NearestModel(IntentModel):
-    """The nearest example's cosine alone (the blend with no centroid)."""
-
-    def rank(self, counts: Counter) -> tuple[Ranked, ...]:
-        import bot.understanding as chosen
-
-        weight, chosen.NEAREST_WEIGHT = chosen.NEAREST_WEIGHT, 1.0
-        try:
-            return super().rank(counts)
-        finally:
-            chosen.NEAREST_WEIGHT = weight
-
-
 class CentroidModel:
     """Cosine to the mean TF-IDF vector of each intent's examples."""
 
@@ -286,7 +273,7 @@ def main() -> None:
     rows = [(intent, router.features(e.text)) for intent, items in content.examples().items() for e in items]
     candidates: dict[str, Callable[[], object]] = {
         "blend": lambda: router.model,
-        "nearest": lambda: NearestModel(rows),
+        "nearest": lambda: IntentModel(rows, nearest_weight=1.0),
         "centroid": lambda: CentroidModel(rows),
         "bm25": lambda: BM25Model(rows),
     }

@@ -73,13 +73,13 @@ def features(words: Sequence[str], slot_kinds: Iterable[str] = ()) -> Counter[st
 
 
 class IntentModel:
-    """TF-IDF cosine, blended: `NEAREST_WEIGHT` of the best-matching example's and the rest
+    """TF-IDF cosine, blended: `nearest_weight` of the best-matching example's and the rest
     of the intent centroid's (the mean of its examples). The example catches a phrasing
     written almost verbatim; the centroid pools the evidence of all phrasings, which is
     what carries a long, unforeseen question. Inverted indexes keep a message to the
     examples and centroids that share a feature with it."""
 
-    def __init__(self, examples: Sequence[tuple[str, Counter[str]]]):
+    def __init__(self, examples: Sequence[tuple[str, Counter[str]]], nearest_weight: float = NEAREST_WEIGHT):
         if not examples:
             raise ValueError("an intent model needs examples")
         documents = len(examples)
@@ -87,6 +87,7 @@ class IntentModel:
         for _, counts in examples:
             frequency.update(counts.keys())
         self._idf = {f: math.log((1 + documents) / (1 + n)) + 1.0 for f, n in frequency.items()}
+        self._nearest_weight = nearest_weight
         self._intents = [intent for intent, _ in examples]
         self._examples: dict[str, list[tuple[int, float]]] = defaultdict(list)
         sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -119,7 +120,7 @@ class IntentModel:
         for row, score in nearest.items():
             intent = self._intents[row]
             best[intent] = max(best[intent], score)
-        blended = {i: NEAREST_WEIGHT * best.get(i, 0.0) + (1 - NEAREST_WEIGHT) * score for i, score in centroid.items()}
+        blended = {i: self._nearest_weight * best.get(i, 0.0) + (1 - self._nearest_weight) * score for i, score in centroid.items()}
         ranked = sorted(blended.items(), key=lambda pair: -pair[1])
         return tuple(Ranked(intent, round(score, 4)) for intent, score in ranked)
 
