@@ -26,13 +26,24 @@ from bot.store import StoreError, open_store
 log = logging.getLogger("mlbot")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(*, top: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. Only the top level
+    holds their defaults: a subcommand's own default would overwrite `mlbot --db X ask`."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="SQLite file (default: $MLBOT_DB, else the user data directory)")
-    common.add_argument("--user", default="console", help="who is talking, e.g. alice (default: console)")
-    common.add_argument("--admin", action="store_true", help="act as an admin (unanswered, stats, reload)")
-    common.add_argument("--content", type=Path, help="content directory (default: $MLBOT_CONTENT, else ./content)")
-    parser = argparse.ArgumentParser(prog="mlbot", description=__doc__.splitlines()[0], parents=[common])
+    common.add_argument("--db", default=default(None), help="SQLite file (default: $MLBOT_DB, else the user data directory)")
+    common.add_argument("--user", default=default("console"), help="who is talking, e.g. alice (default: console)")
+    common.add_argument("--admin", action="store_true", default=default(False), help="act as an admin (unanswered, stats, reload)")
+    common.add_argument("--content", type=Path, default=default(None), help="content directory (default: $MLBOT_CONTENT, else ./content)")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(top=False)
+    parser = argparse.ArgumentParser(prog="mlbot", description=__doc__.splitlines()[0], parents=[_common(top=True)])
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("chat", parents=[common], help="chat in the terminal (no credentials needed)")
     ask = sub.add_parser("ask", parents=[common], help='answer one message, or with "-" one per stdin line as JSON')

@@ -1,0 +1,44 @@
+"""`mlbot` keeps its command-line promises: options work before or after the subcommand,
+bad input gets a usage line (exit 2), stdin of any encoding is answered, a database that
+can't be opened ends the process promptly, and `db check` / `db backup` guard the data."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh user: no MLBOT_DB, a data directory under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLBOT_DB", "MLBOT_CONTENT")}
+    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "data"), **extra)
+    return env
+
+
+def mlbot(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, env=_env(tmp_path, **env), cwd=ROOT, timeout=timeout)
+
+
+def members(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT platform, user_id FROM members ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_options_work_before_or_after_the_subcommand(tmp_path: Path, where: str) -> None:
+    db = tmp_path / "chosen.sqlite3"
+    options = ["--db", str(db), "--user", "bob"]
+    argv = [*options, "ask", "done python fundamentals"] if where == "before" else ["ask", *options, "done python fundamentals"]
+    run = mlbot(tmp_path, *argv)
+    assert run.returncode == 0, run.stderr
+    assert b"Marked done" in run.stdout
+    assert members(db) == [("console", "bob")]
+    assert not (tmp_path / "data").exists()  # nothing went to the default database
