@@ -1,8 +1,10 @@
 """Reply -> Discord embeds and buttons, within every Discord limit; pure, no network.
 
-A reply becomes one or more `Page`s (one Discord message each). The answer is split with
-`split_text` at sentence boundaries into as many embeds as it needs, embeds are packed into
-messages under the 6,000-character and 10-embed caps, and buttons ride on the last page.
+A reply becomes one or more `Page`s (one Discord message each). The answer is split into as
+many embeds and fields as it needs between whole lines (a help entry or a bullet is never cut
+after its ":"), and a single line longer than the limit at sentence boundaries; embeds are
+packed into messages under the 6,000-character and 10-embed caps, and buttons ride on the
+last page.
 Every string is run through `escape_mentions` as a second guard behind
 `allowed_mentions=none`, so an `@everyone` typed by a member never comes back live.
 """
@@ -58,7 +60,7 @@ def render(reply: Reply) -> list[Page]:
     if as_text:
         parts.append("Next: " + " | ".join(f"{_clean(a.label)} (`{_clean(a.command)}`)" for a in as_text))
     body = "\n\n".join(p for p in parts if p.strip())
-    descriptions = split_text(body, DESCRIPTION) if body else []
+    descriptions = split_lines(body, DESCRIPTION) if body else []
 
     fields: list[tuple[str, str]] = []
     for f in reply.fields:
@@ -75,6 +77,25 @@ def render(reply: Reply) -> list[Page]:
     return pages
 
 
+def split_lines(text: str, limit: int) -> list[str]:
+    """Chunks of at most `limit` characters made of whole lines; only a line longer than
+    `limit` is split, by `split_text`."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        for piece in split_text(line, limit) if len(line) > limit else [line]:
+            candidate = f"{current}\n{piece}" if current else piece
+            if len(candidate.rstrip()) <= limit:
+                current = candidate
+                continue
+            if current.strip():
+                chunks.append(current.rstrip())
+            current = piece
+    if current.strip():
+        chunks.append(current.rstrip())
+    return chunks or [""]
+
+
 def _clean(text: str) -> str:
     return discord.utils.escape_mentions(text.strip())
 
@@ -84,7 +105,7 @@ def _field_chunks(name: str, value: str) -> list[tuple[str, str]]:
     name_parts = split_text(name, FIELD_NAME) if name else [BLANK]
     head, overflow = name_parts[0], name_parts[1:]
     value = "\n".join([*overflow, value]) if overflow else value
-    chunks = split_text(value, FIELD_VALUE) if value.strip() else [BLANK]
+    chunks = split_lines(value, FIELD_VALUE) if value.strip() else [BLANK]
     more = f"{head} (continued)" if len(head) + 12 <= FIELD_NAME else BLANK
     return [(head if i == 0 else more, chunk or BLANK) for i, chunk in enumerate(chunks)]
 

@@ -19,6 +19,7 @@ from adapters.discord_render import Page, custom_id, render
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import load_content
 from bot.core import Core
+from bot.handlers.knowledge import help_reply
 from bot.replies import Action, Field, Reply
 
 
@@ -91,6 +92,30 @@ def test_long_reply_is_paged_within_every_limit_and_never_cut_mid_sentence(n_ite
     embeds = [e for p in pages for e in p.embeds]
     if len(embeds) > 1:
         assert [e.footer.text for e in embeds] == [f"Part {i} of {len(embeds)}" for i in range(1, len(embeds) + 1)]
+
+
+def test_help_entries_stay_whole_when_a_group_spans_several_fields(core: Core) -> None:
+    """A help group longer than one field (1,024) continues in the next field between two
+    entries, never between a command and its description (the ":" after it)."""
+    reply = help_reply(core, admin=True)
+    assert any(len(f.value) > limits.FIELD_VALUE for f in reply.fields), "the help has a group that needs two fields"
+    pages = render(reply)
+    assert_within_limits(pages)
+    shown = [line for p in pages for e in p.embeds for f in e.to_dict().get("fields", []) for line in f["value"].split("\n")]
+    entries = [line for f in reply.fields for line in f.value.split("\n")]
+    assert shown == entries
+
+
+def test_long_lists_are_split_between_entries_only() -> None:
+    """Items and field lines longer together than an embed or a field are split at line
+    ends: every entry (a "`command`: what it does. More." line) arrives whole."""
+    entries = tuple(f"`command {i}`: does thing {i}. Then it explains at some length why that matters: reasons." for i in range(120))
+    pages = render(Reply(title="Commands", items=entries, fields=(Field("All", "\n".join(entries)),)))
+    assert_within_limits(pages)
+    lines = [line for p in pages for e in p.embeds for line in (e.description or "").split("\n")]
+    lines += [line for p in pages for e in p.embeds for f in e.fields for line in (f.value or "").split("\n")]
+    for entry in entries:
+        assert f"• {entry}" in lines and entry in lines
 
 
 def test_over_long_title_continues_in_the_description() -> None:
