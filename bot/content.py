@@ -88,6 +88,8 @@ class Level:
     id: str
     name: str
     aliases: tuple[str, ...]
+    # Titles the articles have no band of their own for, read as this level and said so ("lead").
+    read_as: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +405,7 @@ _comparison = record(
 )
 
 
-_level = record(Level, {"id": F(ident("level")), "name": F(text), "aliases": _aliases})
+_level = record(Level, {"id": F(ident("level")), "name": F(text), "aliases": _aliases, "read_as": _aliases})
 
 _region = record(
     Region,

@@ -99,7 +99,7 @@ class Router:
 
     def _build_index(self, c: Content) -> None:
         self._add_all("role", ((r.id, (r.name, *r.aliases)) for r in c.roles.values()))
-        self._add_all("level", ((l.id, (l.name, *l.aliases)) for l in c.levels.values()))
+        self._add_all("level", ((l.id, (l.name, *l.aliases, *l.read_as)) for l in c.levels.values()))
         self._add_all("region", ((r.id, (r.name, *r.aliases)) for r in c.regions.values()))
         self._add_all("place", ((key, (p.name,)) for key, p in c.places.items()))
         self._add_all("salary_note", ((n.id, n.keywords) for n in c.salary_notes.values()))

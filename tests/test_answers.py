@@ -34,6 +34,12 @@ async def test_europe_gives_the_rule_not_invented_figures(ask) -> None:
     assert "30-50% lower" in text and "no Europe figures" in text
 
 
+async def test_a_title_without_a_band_is_read_as_a_level_and_said_once(ask) -> None:
+    text = await ask("what does a lead ML engineer make in the UK?")
+    assert text.count("read as Senior") == 1 and "$180,000-$220,000+" in text
+    assert text.count("no United Kingdom figures") == 1 and "no UK salary figures" not in text
+
+
 async def test_software_engineer_gap(ask) -> None:
     text = await ask("ml engineer vs software engineer pay")
     assert "$30,000" in text and "$155,000" in text

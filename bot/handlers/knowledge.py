@@ -115,6 +115,10 @@ def _coverage(req: "Request", c: Content, region_ids: list[str], note_ids: list[
     """Say once what the articles don't give figures for (a place, another role), and
     pick the region and notes that come closest. Mutates `region_ids` and `note_ids`."""
     said: list[str] = []
+    for entity in req.route.entities:
+        level = c.levels.get(entity.id) if entity.kind == "level" else None
+        if level is not None and entity.text in level.read_as:
+            said.append(f"The articles have no band for \u201c{entity.text}\u201d; read as {level.name}.")
     places = [c.places[key] for key in req.route.ids("place") if key in c.places]
     if places and not region_ids:
         place = places[0]
