@@ -10,8 +10,9 @@ Runner rules kept here:
   `on_ready`) and only when the hash of the generated payloads changed;
 - an interaction the core has not answered within `defer_after` seconds is deferred first,
   so the 3-second acknowledgement window is never missed;
-- buttons are one `DynamicItem` whose `custom_id` carries the command, registered at
-  startup, so buttons sent before a restart still work;
+- buttons are one `DynamicItem` whose `custom_id` carries the command (numbered when one
+  message repeats a command), registered at startup, so buttons sent before a restart
+  still work;
 - every send uses `AllowedMentions.none()`; any exception gives the member an apology with
   an error id and logs the traceback under that id; tokens are redacted from log records.
 """
@@ -30,7 +31,7 @@ import aiohttp
 import discord
 
 from adapters.discord_commands import choice_payloads, command_payloads, focused_option, mention_text, option_values, payload_hash, to_message
-from adapters.discord_render import BUTTON_LABEL, CUSTOM_ID_TEMPLATE, Page, custom_id, render
+from adapters.discord_render import CUSTOM_ID_TEMPLATE, Button, Page, render
 from bot.core import Core
 from bot.delivery import Delivery
 from bot.messages import Message
@@ -55,16 +56,16 @@ CANNOT_SEND_PRIVATELY = "That answer is personal and I can't send you direct mes
 
 
 class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_TEMPLATE):
-    """A button whose `custom_id` is `mlbot:<command>`: no state to lose on restart."""
+    """A button whose `custom_id` carries its command (see `discord_render.custom_id`): no
+    state to lose on restart."""
 
-    def __init__(self, action: Action) -> None:
-        label = action.label if len(action.label) <= BUTTON_LABEL else action.label[: BUTTON_LABEL - 1] + "…"
-        super().__init__(discord.ui.Button(label=label or "…", style=STYLES[action.style], custom_id=custom_id(action.command)))
-        self.command = action.command
+    def __init__(self, button: Button) -> None:
+        super().__init__(discord.ui.Button(label=button.label, style=STYLES[button.action.style], custom_id=button.custom_id))
+        self.command = button.action.command
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: re.Match[str]) -> "ActionButton":
-        return cls(Action(getattr(item, "label", None) or "…", match["command"]))
+        return cls(Button(Action(getattr(item, "label", None) or "…", match["command"]), match.string))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         client = interaction.client
@@ -74,10 +75,10 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID
 
 def page_kwargs(page: Page) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"embeds": page.embeds, "allowed_mentions": NO_MENTIONS}
-    if page.actions:
+    if page.buttons:
         view = discord.ui.View(timeout=None)
-        for action in page.actions:
-            view.add_item(ActionButton(action))
+        for button in page.buttons:
+            view.add_item(ActionButton(button))
         kwargs["view"] = view
     return kwargs
 

@@ -27,11 +27,24 @@ EMBEDS = 10
 BUTTONS = 25  # 5 rows of 5
 BUTTON_LABEL = 80
 CUSTOM_ID = 100
-CUSTOM_ID_PREFIX = "mlbot:"
-CUSTOM_ID_TEMPLATE = r"mlbot:(?P<command>.+)"
+# `mlbot:<command>`; a later button with the same command in one message is
+# `mlbot.<n>:<command>` (n its position), as Discord refuses a message with two equal ids.
+CUSTOM_ID_TEMPLATE = r"mlbot(?:\.\d+)?:(?P<command>.+)"
 PART_FOOTER_RESERVE = 16  # room for "Part 12 of 12"
 COLOUR = discord.Colour(0x2B7A78)
 BLANK = "\u200b"  # Discord refuses empty field names and values
+
+
+@dataclass(frozen=True)
+class Button:
+    """An action as a button: its `custom_id` is unique in its message."""
+
+    action: Action
+    custom_id: str
+
+    @property
+    def label(self) -> str:
+        return button_label(self.action.label)
 
 
 @dataclass
@@ -39,22 +52,45 @@ class Page:
     """One Discord message: its embeds and, on the last page only, its buttons."""
 
     embeds: list[discord.Embed]
-    actions: tuple[Action, ...] = field(default=())
+    buttons: tuple[Button, ...] = field(default=())
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(b.action for b in self.buttons)
 
     def __len__(self) -> int:
         return sum(len(e) for e in self.embeds)
 
 
-def custom_id(command: str) -> str | None:
-    """The button id that carries `command`, or None when it would not fit Discord's 100."""
-    value = CUSTOM_ID_PREFIX + command
+def custom_id(command: str, position: int = 0) -> str | None:
+    """The button id that carries `command`, or None when it would not fit Discord's 100.
+    `position` (of the button in its message) tells apart a repeated command."""
+    value = f"mlbot.{position}:{command}" if position else f"mlbot:{command}"
     return value if len(value) <= CUSTOM_ID and "\n" not in command else None
 
 
+def button_label(label: str) -> str:
+    """A label within Discord's 80 characters (and never empty)."""
+    return (label if len(label) <= BUTTON_LABEL else label[: BUTTON_LABEL - 1] + "…") or "…"
+
+
+def _buttons(actions: tuple[Action, ...]) -> tuple[list[Button], list[Action]]:
+    """Up to 25 buttons; the actions that cannot be buttons are offered as text instead."""
+    buttons: list[Button] = []
+    as_text: list[Action] = []
+    commands: set[str] = set()
+    for action in actions:
+        value = custom_id(action.command, len(buttons) if action.command in commands else 0)
+        if value is None or len(buttons) == BUTTONS:
+            as_text.append(action)
+            continue
+        buttons.append(Button(action, value))
+        commands.add(action.command)
+    return buttons, as_text
+
+
 def render(reply: Reply) -> list[Page]:
-    buttons = [a for a in reply.actions if custom_id(a.command)][:BUTTONS]
-    # Actions that cannot be buttons are offered as text rather than dropped.
-    as_text = [a for a in reply.actions if a not in buttons]
+    buttons, as_text = _buttons(reply.actions)
     title, *title_rest = split_text(_clean(reply.title), TITLE) if reply.title else [""]
     parts = [*title_rest, _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
     if as_text:
@@ -73,7 +109,7 @@ def render(reply: Reply) -> list[Page]:
         for n, embed in enumerate(embeds, 1):
             embed.set_footer(text=f"Part {n} of {len(embeds)}")
     pages = _pack(embeds)
-    pages[-1].actions = tuple(buttons)
+    pages[-1].buttons = tuple(buttons)
     return pages
 
 

@@ -265,8 +265,13 @@ def stress_registry() -> Registry:
     async def echo(req: Any) -> Reply:
         return Reply(title=f"You said {req.args['words']}", text=req.args["words"], fields=(Field(req.args["words"], req.args["words"]),))
 
+    async def twins(req: Any) -> Reply:
+        return Reply(text="Two ways to the same course.", actions=(Action("Regression", "course ml-regression", "primary"),
+                                                                   Action("The regression course, " + "really " * 20, "course ml-regression")))
+
     registry = build_registry()
     registry.add(CommandSpec("essay", "A very long answer.", essay))
+    registry.add(CommandSpec("twins", "Two buttons with one command.", twins))
     registry.add(CommandSpec("echo", "Say it back.", echo, params=(Param("words", "What to say", required=True),)))
     return registry
 
@@ -316,6 +321,21 @@ async def test_practice_buttons_work_after_a_restart_and_a_second_click_is_polit
     assert second.json["type"] == 4 and second.json["data"]["flags"] & EPHEMERAL
     assert "error id" not in embeds_text(second.json["data"]) and "Graded" not in embeds_text(second.json["data"])
     assert "practice" in embeds_text(second.json["data"])
+
+
+async def test_two_buttons_with_the_same_command_are_accepted_and_both_work(fake: FakeDiscord, tmp_path: Path) -> None:
+    """Two actions with one command get distinct custom_ids (Discord refuses duplicates) and
+    a label cut to 80 characters; clicking the second runs that command."""
+    core = Core(CONTENT, registry=stress_registry())
+    async with running(fake, core, tmp_path):
+        response = await interact(fake, fake.slash("twins"))
+        assert response.json["type"] == 4
+        message = next(m for m in fake.messages.values() if len(custom_ids(m)) == 2)
+        ids = custom_ids(message)
+        clicked = await interact(fake, fake.click(message, ids[1]))
+    assert_member_safe(response.json["data"])
+    assert len(set(ids)) == 2 and all(i.endswith(":course ml-regression") for i in ids)
+    assert clicked.json["data"]["embeds"][0]["title"] == "Machine Learning: Regression"
 
 
 async def test_a_button_from_an_unknown_version_gets_a_note(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:

@@ -143,6 +143,21 @@ def test_actions_become_buttons_unless_their_command_cannot_fit_a_custom_id() ->
     assert f"Too long (`{long}`)" in pages[-1].embeds[0].description
 
 
+def test_repeated_commands_get_unique_custom_ids_that_carry_the_command() -> None:
+    """Discord refuses two equal custom_ids in one message: a repeated command is numbered,
+    still read back as the command, within 100 characters (else offered as text); labels
+    are cut to 80."""
+    near_limit = "course " + "x" * (limits.CUSTOM_ID - len("mlbot:course "))
+    actions = (Action("A", "help"), Action("B", "help"), Action("C" * 120, "help"), Action("D", near_limit), Action("E", near_limit))
+    page = render(Reply(text="Pick.", actions=actions))[-1]
+    ids = [b.custom_id for b in page.buttons]
+    assert ids == ["mlbot:help", "mlbot.1:help", "mlbot.2:help", f"mlbot:{near_limit}"]
+    assert all(len(i) <= limits.CUSTOM_ID for i in ids)
+    assert [re.fullmatch(limits.CUSTOM_ID_TEMPLATE, i)["command"] for i in ids] == ["help"] * 3 + [near_limit]  # type: ignore[index]
+    assert [len(b.label) for b in page.buttons] == [1, 1, limits.BUTTON_LABEL, 1] and page.buttons[2].label.endswith("…")
+    assert f"E (`{near_limit}`)" in page.embeds[0].description
+
+
 def test_more_than_25_actions_keep_25_buttons_and_list_the_rest() -> None:
     actions = tuple(Action(f"A{i}", f"cmd {i}") for i in range(30))
     pages = render(Reply(text="Many.", actions=actions))

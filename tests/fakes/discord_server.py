@@ -5,7 +5,9 @@ The real discord.py client talks to it when `discord.http.Route.BASE` and
 every gateway frame the client sends is recorded in `records`, in order; `fail` injects an
 error response (or a hang) for the next matching requests; `dispatch` sends a gateway event
 and `drop` closes the connection the way a network failure would, after which the client
-resumes. JSON responses carry exactly `Content-Type: application/json` (discord.py ignores
+resumes. Messages are checked as Discord checks them: a button's `custom_id` must be unique
+in its message and at most 100 characters, its label at most 80 (else 400, code 50035).
+JSON responses carry exactly `Content-Type: application/json` (discord.py ignores
 a body with a charset suffix), and a 429 needs `Via` to be retried (else it reads as a
 Cloudflare ban).
 """
@@ -35,6 +37,7 @@ TIMESTAMP = "2026-01-05T10:00:00+00:00"
 EPHEMERAL = 64
 # Interaction callback types that create (or stand in for) a message.
 MESSAGE_CALLBACKS = {4, 5, 7}
+CUSTOM_ID, BUTTON_LABEL = 100, 80
 BODY = web.RequestKey("body", object)  # the parsed JSON body, for the route handlers
 
 
@@ -79,6 +82,25 @@ def user(user_id: int, *, bot: bool = False) -> dict[str, Any]:
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
+
+
+def _component_problem(body: Any) -> str | None:
+    """What Discord would refuse in the buttons of a message body (or an interaction
+    callback's `data`), or None."""
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data") if isinstance(body.get("data"), dict) else body
+    seen: set[str] = set()
+    for row in data.get("components") or []:
+        for component in row.get("components", []):
+            custom_id = component.get("custom_id") or ""
+            if custom_id in seen:
+                return "COMPONENT_CUSTOM_ID_DUPLICATED"
+            if len(custom_id) > CUSTOM_ID or len(component.get("label") or "") > BUTTON_LABEL:
+                return "BASE_TYPE_MAX_LENGTH"
+            if custom_id:
+                seen.add(custom_id)
+    return None
 
 
 @dataclass
@@ -196,6 +218,9 @@ class FakeDiscord:
                 if fault.hang:
                     await self._release.wait()
                 return _json(fault.body, fault.status, fault.headers)
+        problem = _component_problem(body)
+        if problem:
+            return _json({"code": 50035, "message": "Invalid Form Body", "errors": {"components": {"_errors": [{"code": problem, "message": problem}]}}}, 400)
         request[BODY] = body
         return await handler(request)
 
