@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from adapters.slack_app import SlackSender, build_app, make_client, serve_slack
+from adapters.slack_app import SlackSender, build_app, http_app, make_client, serve_slack
 from adapters.slack_render import MAX_BLOCKS, SECTION_LIMIT, render_home
 from bot.commands import CommandSpec
 from bot.core import Core, Request
@@ -132,7 +132,7 @@ class HttpSlack:
 async def served(core: Core, fake: FakeSlack) -> AsyncIterator[HttpSlack]:
     """One app instance in HTTP mode; leaving the block stops it (a restart is a new block)."""
     app = build_app(core, settings(), client=make_client(BOT_TOKEN, base_url=fake.api_url))
-    runner = web.AppRunner(app.web_app(path="/slack/events"), shutdown_timeout=0.1)
+    runner = web.AppRunner(http_app(app, SECRET), shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -354,6 +354,26 @@ async def test_bad_signature_or_stale_timestamp_is_refused(make_core, fake):
         other, _ = await post_signed(slack.url, body, "another-secret", content_type="application/json")
     assert (bad, stale, other) == (401, 401, 401)
     assert fake.calls("chat.postMessage") == [] and fake.calls("auth.test") == []
+
+
+async def test_refused_requests_leave_no_body_text_or_token_in_the_logs(make_core, fake, caplog):
+    """A badly signed request, however big, is refused with one body-free line: neither the
+    member's words nor the payload's token reach the logs, even at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    words = "my-private-question-about-my-salary-zq7"
+    payload = event_callback(mention(words))
+    payload["token"] = "verification-token-zq7"
+    small = json_body(payload)
+    big = json_body({**payload, "padding": words * 20_000})  # about 800 kB, under aiohttp's 1 MB cap
+    async with served(make_core(), fake) as slack:
+        for body in (small, big):
+            status, _ = await post_signed(slack.url, body, SECRET, content_type="application/json", signature="v0=" + "0" * 64)
+            assert status == 401
+            status, _ = await post_signed(slack.url, body, "another-secret", content_type="application/json")
+            assert status == 401
+    assert "zq7" not in caplog.text
+    assert all("zq7" not in str(r.args) for r in caplog.records)
+    assert fake.calls("chat.postMessage") == []
 
 
 async def test_retried_event_is_answered_once(make_core, fake):
