@@ -6,9 +6,14 @@ after its ":"), and a single line longer than the limit at sentence boundaries; 
 packed into messages under the 6,000-character and 10-embed caps, and buttons ride on the
 last page.
 Every string is run through `escape_mentions` as a second guard behind
-`allowed_mentions=none`, so an `@everyone` typed by a member never comes back live.
+`allowed_mentions=none`, so an `@everyone` typed by a member never comes back live, and
+every bare link is shown as code: the core sends no links of its own, so a link is a
+member's words quoted back (`unanswered`, "I couldn't match ..."), and Discord would make
+it clickable. `bot.text.quote` strips backticks, so quoted text cannot close the code span.
 """
 from __future__ import annotations
+
+import re
 
 from dataclasses import dataclass, field
 
@@ -33,6 +38,8 @@ CUSTOM_ID_TEMPLATE = r"mlbot(?:\.\d+)?:(?P<command>.+)"
 PART_FOOTER_RESERVE = 16  # room for "Part 12 of 12"
 COLOUR = discord.Colour(0x2B7A78)
 BLANK = "\u200b"  # Discord refuses empty field names and values
+CODE_SPAN = re.compile(r"(`[^`\n]*`)")
+LINK = re.compile(r"[a-z][a-z0-9+.-]*://[^\s`\"'<>]*[^\s`\"'<>.,;:!?)]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def render(reply: Reply) -> list[Page]:
     title, *title_rest = split_text(_clean(reply.title), TITLE) if reply.title else [""]
     parts = [*title_rest, _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
     if as_text:
-        parts.append("Next: " + " | ".join(f"{_clean(a.label)} (`{_clean(a.command)}`)" for a in as_text))
+        parts.append("Next: " + " | ".join(f"{_clean(a.label)} (`{discord.utils.escape_mentions(a.command)}`)" for a in as_text))
     body = "\n\n".join(p for p in parts if p.strip())
     descriptions = split_lines(body, DESCRIPTION) if body else []
 
@@ -133,7 +140,10 @@ def split_lines(text: str, limit: int) -> list[str]:
 
 
 def _clean(text: str) -> str:
-    return discord.utils.escape_mentions(text.strip())
+    """Mentions escaped and links inert outside the code spans already there (a stray
+    backtick is escaped, so it cannot pair with the one opening a link's span)."""
+    parts = CODE_SPAN.split(discord.utils.escape_mentions(text.strip()))
+    return "".join(part if n % 2 else LINK.sub(r"`\g<0>`", part.replace("`", "\\`")) for n, part in enumerate(parts))
 
 
 def _field_chunks(name: str, value: str) -> list[tuple[str, str]]:

@@ -254,6 +254,26 @@ async def test_everyone_in_a_question_never_comes_back_as_a_live_mention(fake: F
     assert "@\u200beveryone look" in echoed.json["data"]["embeds"][0]["description"]
 
 
+def live_links(text: str) -> list[str]:
+    """Links Discord would make clickable: any scheme:// outside a code span."""
+    return re.findall(r"\w+://\S+", re.sub(r"`[^`]*`", "", text))
+
+
+async def test_a_members_link_is_quoted_back_inert(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
+    """A link in a question the bot could not answer is shown as code, not as a clickable
+    link, both in the "I don't know that one" answer and in the admins' `unanswered` list."""
+    async with running(fake, core, tmp_path):
+        mark = fake.mark()
+        await fake.dispatch("MESSAGE_CREATE", fake.message_create(f"<@{BOT_ID}> zork https://evil.example/free-gpu", mentions_bot=True))
+        fallback = await fake.wait_for(lambda r: r.path == f"/channels/{CHANNEL_ID}/messages", after=mark)
+        listed = await interact(fake, fake.slash("unanswered", permissions=MANAGE_GUILD))
+    for body in (fallback.json, listed.json["data"]):
+        text = embeds_text(body)
+        assert "`https://evil.example/free-gpu`" in text
+        assert live_links(text) == []
+    assert "Questions I couldn't answer" in embeds_text(listed.json["data"])
+
+
 def stress_registry() -> Registry:
     """The real commands plus two that stress the renderer: a very long answer and an echo."""
 

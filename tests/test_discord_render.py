@@ -58,6 +58,10 @@ def all_text(pages: list[Page]) -> str:
     return "\n".join(parts)
 
 
+def description_of(text: str) -> str:
+    return render(Reply(text=text))[0].embeds[0].description or ""
+
+
 def test_short_reply_is_one_embed_with_its_source() -> None:
     """A normal answer is one embed: title, text, bullets, and a Source field."""
     pages = render(Reply(title="ML engineer", text="Ships models.", items=("Pipelines.", "Monitoring."), sources=("Article A",)))
@@ -131,6 +135,19 @@ def test_mentions_in_text_are_escaped() -> None:
     shown = all_text(pages)
     assert "@everyone" not in shown and "@here" not in shown and "<@123456789012345678>" not in shown and "<@&" not in shown
     assert "@\u200beveryone" in shown
+
+
+def test_links_are_shown_inert_as_code() -> None:
+    """Discord makes a bare URL clickable; a member's link quoted back (the core sends no
+    links of its own) is shown as code everywhere, and code spans are left as they are."""
+    link = "https://evil.example/free-gpu?x=1"
+    reply = Reply(title=f"About {link}", text=f'No match for "see {link}." Try `open http://a.example`.', items=(f'1x "{link}" (last 2026-01-05)',),
+                  fields=(Field("Asked", f"hxxp {link}, ftp://files.example/x"),), footer=f"<{link}>")
+    shown = all_text(render(reply))
+    assert f"`{link}`." in shown and f'"`{link}`"' in shown and "`ftp://files.example/x`" in shown
+    assert "`open http://a.example`" in shown
+    assert description_of("a stray ` then https://x.example") == "a stray \\` then `https://x.example`"
+    assert re.findall(r"\w+://", re.sub(r"`[^`]*`", "", shown)) == []
 
 
 def test_actions_become_buttons_unless_their_command_cannot_fit_a_custom_id() -> None:
