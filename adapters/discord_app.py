@@ -334,6 +334,8 @@ class ShardedMlBotClient(MlBotClient, discord.AutoShardedClient):
 
 def build_client(core: Core, settings: Settings, *, sync_state_dir: Path, defer_after: float = DEFER_AFTER, **options: Any) -> MlBotClient:
     """The Discord client; `options` go to `discord.Client` (tests shorten timeouts)."""
+    if settings.discord_proxy:
+        options["proxy"] = settings.discord_proxy  # REST, gateway and interaction webhooks
     if settings.discord_shard_count:
         options["shard_count"] = settings.discord_shard_count
         if settings.discord_shard_ids:

@@ -551,6 +551,15 @@ async def test_dm_sender_before_login_is_transient(core: Core, tmp_path: Path) -
     assert await DiscordSender(client).send_direct("1", Reply(text="hi")) is Delivery.TRANSIENT
 
 
+async def test_discord_proxy_reaches_the_client(core: Core, tmp_path: Path) -> None:
+    """DISCORD_PROXY is handed to discord.py, which sends REST and the gateway through it."""
+    proxied = build_client(core, settings(tmp_path, DISCORD_PROXY="http://proxy.internal:3128"), sync_state_dir=tmp_path)
+    direct = build_client(core, settings(tmp_path), sync_state_dir=tmp_path)
+    sharded = build_client(core, settings(tmp_path, DISCORD_PROXY="http://proxy.internal:3128", DISCORD_SHARD_COUNT="2"), sync_state_dir=tmp_path)
+    assert proxied.http.proxy == sharded.http.proxy == "http://proxy.internal:3128"
+    assert direct.http.proxy is None
+
+
 async def test_serve_discord_needs_a_token(core: Core, tmp_path: Path) -> None:
     """Without DISCORD_TOKEN the runner refuses to start with a clear message."""
     cfg = dataclasses.replace(settings(tmp_path), discord_token=None)
