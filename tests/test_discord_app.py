@@ -358,6 +358,29 @@ async def test_two_buttons_with_the_same_command_are_accepted_and_both_work(fake
     assert clicked.json["data"]["embeds"][0]["title"] == "Machine Learning: Regression"
 
 
+async def test_clarifying_choices_are_buttons_that_answer_the_choice(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
+    """Issue 14: "@bot learning" can be read three ways; the "Did you mean..." answer carries
+    one button per reading, and clicking one answers that reading (the command it carries)."""
+    async with running(fake, core, tmp_path):
+        mark = fake.mark()
+        await fake.dispatch("MESSAGE_CREATE", fake.message_create(f"<@{BOT_ID}> learning", mentions_bot=True))
+        asked = await fake.wait_for(lambda r: r.path == f"/channels/{CHANNEL_ID}/messages", after=mark)
+        message = next(m for m in fake.messages.values() if m["embeds"] and m["embeds"][0].get("title") == "Did you mean...")
+        buttons = [c for row in message["components"] for c in row["components"]]
+        clarify = await core.handle(Message("discord", str(MEMBER_ID), text="learning"))
+        chosen = clarify.actions[1]
+        clicked = await interact(fake, fake.click(message, custom_ids(message)[1]))
+        expected = await core.handle(Message("discord", str(MEMBER_ID), text=chosen.command))
+    assert clarify.command == "clarify" and len(clarify.actions) >= 2
+    assert_member_safe(asked.json)
+    assert [b["label"] for b in buttons] == [a.label for a in clarify.actions]
+    assert custom_ids(message) == [f"mlbot:{a.command}" for a in clarify.actions]
+    assert clicked.json["type"] == 4
+    assert expected.command == chosen.command.split()[0] and expected.title
+    assert clicked.json["data"]["embeds"][0]["title"] == expected.title
+    assert clicked.json["data"]["embeds"] == [e.to_dict() for e in discord_app.render(expected)[0].embeds]
+
+
 async def test_a_button_from_an_unknown_version_gets_a_note(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
     """A button whose id is not ours gets a private note instead of "This interaction failed"."""
     message = fake.message_create("old")
