@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Iterable
 
@@ -56,6 +56,9 @@ class Route:
     entities: tuple[Entity, ...] = ()
     choices: tuple[str, ...] = ()  # clarify/fallback: the intents it came closest to, best first
     leftover: str = ""  # words of an explicit command line no parameter explained
+    # Free text: words no slot explains and no example of the intent uses ("quiz me on docker"
+    # -> "docker"). A handler may read them as a value it does not know.
+    unexplained: str = ""
 
     def ids(self, kind: str) -> list[str]:
         return list(dict.fromkeys(e.id for e in self.entities if e.kind == kind))
@@ -74,6 +77,7 @@ class Router:
             self._by_length.setdefault(len(word), []).append(word)
         self._correct = lru_cache(maxsize=8192)(self._correct_uncached)
         self._needs = {i.command: i.needs for i in content.command_intents.values() if i.needs}
+        self._intent_words = {intent: frozenset(w for e in items for w in self.normalise(e.text)) for intent, items in self._examples.items()}
 
     @cached_property
     def model(self) -> IntentModel:
@@ -195,11 +199,14 @@ class Router:
         explicit = self._explicit(spec, words[1:], text.split()[1:]) if spec is not None else None
         if explicit is not None and (len(words) <= _SHORT_COMMAND_LINE or not explicit.leftover):
             return explicit
-        found, _ = self.entities(words)
+        found, explained = self.entities(words)
         decision = self.understand(text, found)
         if explicit is not None and (decision.outcome != "answer" or decision.intent == explicit.command):
             return explicit
-        return self.from_decision(decision, tuple(found))
+        route = self.from_decision(decision, tuple(found))
+        known = self._intent_words.get(decision.intent or "", frozenset())
+        unexplained = [w for i, w in enumerate(words) if i not in explained and w not in FUNCTION_WORDS and w not in known]
+        return replace(route, unexplained=" ".join(unexplained)) if unexplained else route
 
     def from_decision(self, decision: Decision, found: tuple[Entity, ...]) -> Route:
         near = tuple(decision.near())

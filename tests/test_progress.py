@@ -22,8 +22,8 @@ async def test_done_then_progress_and_next(ask) -> None:
 
 async def test_free_text_course_done_and_undo(ask) -> None:
     text = await ask("I finished the regression course")
-    if text.startswith("Did you mean"):  # close to `course`: the first choice marks it done
-        assert "1. Mark a path step or course done. (done regression course)" in text
+    if text.startswith("Did you mean"):  # close to `course`: one choice marks it done
+        assert "Mark a path step or course done. (done regression course)" in text
         text = await ask("done regression course")
     assert "Marked done: Machine Learning: Regression" in text
     assert "Machine Learning: Regression" in await ask("progress")
@@ -87,6 +87,25 @@ async def test_current_card_survives_a_restart(content, store, clock, tmp_path) 
     async with open_store(store.path) as reopened:
         revealed = await Core(content, store=reopened, clock=clock).handle(Message("console", "r", "reveal"))
     assert revealed.title == card.text
+
+
+async def test_quiz_me_on_a_concept_gives_a_card_tagged_with_it(ask_reply, content) -> None:
+    for text, tag in (("quiz me on docker", "docker"), ("can you quiz me on concept drift", "drift")):
+        card = await ask_reply(text)
+        question = next(q for q in content.questions.values() if q.question == card.text)
+        assert tag in question.tags, (text, question.id)
+
+
+async def test_practice_on_an_unknown_topic_says_so_and_lists_the_topics(ask_reply, content) -> None:
+    for text in ("practice kubernetes", "quiz me on kubernetes"):
+        reply = await ask_reply(text)
+        assert "no practice cards on \u201ckubernetes\u201d" in reply.text
+        assert {a.command for a in reply.actions} == {f"practice {t}" for t in content.topics}
+
+
+async def test_help_practice_lists_the_topics(ask, content) -> None:
+    text = await ask("help practice")
+    assert all(t in text for t in content.topics)
 
 
 async def test_practice_stats_by_topic(ask) -> None:

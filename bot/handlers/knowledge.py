@@ -350,12 +350,18 @@ async def help_command(req: "Request") -> Reply:
     return help_reply(req.core, req.args.get("command"), admin=req.message.is_admin)
 
 
+def _listed(param: Param, content: Content) -> str:
+    """A parameter's allowed values, for `help practice` and the like."""
+    values = [choice.value for choice in param.choices(content)] if param.choices else []
+    return f" ({', '.join(values)})" if values else ""
+
+
 def help_reply(core: "Core", command: str | None = None, *, admin: bool = False) -> Reply:
     if command:
         spec = core.registry.get(command)
         if spec is not None:
             lines = [f"`{spec.usage()}`: {spec.summary}"]
-            lines += [f"{p.name}: {p.description}" for p in spec.params]
+            lines += [f"{p.name}: {p.description}" + _listed(p, core.content) for p in spec.params]
             if spec.aliases:
                 lines.append("Also: " + ", ".join(spec.aliases))
             return Reply(title=f"help {spec.name}", items=tuple(lines), footer="Examples: " + "; ".join(spec.examples) if spec.examples else "")

@@ -14,7 +14,7 @@ from bot.replies import Action, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, schedule
 from bot.store import CardState
 from bot.streaks import weekly_streak
-from bot.text import quote
+from bot.text import FUNCTION_WORDS, quote
 
 if TYPE_CHECKING:
     from bot.core import Request
@@ -189,10 +189,11 @@ async def home(req: "Request") -> Reply:
 # --- practice -------------------------------------------------------------------------
 
 
-def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, now: dt.datetime, rng_choice) -> tuple[str, str]:
+def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, now: dt.datetime, rng_choice,
+              concept: str | None = None) -> tuple[str, str]:
     """(question id, why): due cards first, weakest (lowest ease) first; then a new card;
-    then the card due soonest, as an early review."""
-    pool = [q for q in content.questions.values() if topic is None or q.topic == topic]
+    then the card due soonest, as an early review. `concept` keeps to the cards tagged so."""
+    pool = [q for q in content.questions.values() if (topic is None or q.topic == topic) and (concept is None or concept in q.tags)]
     due = sorted((cards[q.id] for q in pool if q.id in cards and cards[q.id].due_at <= now), key=lambda c: (c.ease, c.due_at))
     if due:
         return due[0].question_id, "due for review"
@@ -203,13 +204,27 @@ def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, 
     return soonest.question_id, "nothing is due, so an early review"
 
 
+# "quiz me on docker" names an unknown topic; in a longer message the unexplained words
+# are more likely the member's context than a topic.
+MAX_TOPIC_REQUEST_WORDS = 8
+
+
 async def practice(req: "Request") -> Reply:
     if req.args.get("mode") == "stats" or "stats" in req.message.text.lower().split()[1:]:
         return await practice_stats(req)
     c = req.content
     topic = req.args.get("topic")
+    concept = next(iter(req.route.ids("concept")), None) if topic is None else None
+    mode = req.args.get("mode", "")
+    asked = req.route.leftover or (mode if mode.isalpha() and mode not in FUNCTION_WORDS else "") or (req.route.unexplained if len(req.message.text.split()) <= MAX_TOPIC_REQUEST_WORDS else "")
+    if topic is None and concept is None and asked:
+        return Reply(
+            text=f"I have no practice cards on \u201c{quote(asked)}\u201d. Pick a topic:",
+            actions=tuple(Action(t.name, f"practice {t.id}") for t in c.topics.values()),
+            ephemeral=True,
+        )
     cards = {q: s for q, s in (await req.store.cards(req.member)).items() if q in c.questions}
-    question_id, why = pick_card(c, cards, topic, req.now, req.core.rng.choice)
+    question_id, why = pick_card(c, cards, topic, req.now, req.core.rng.choice, concept)
     await req.store.set_member_field(req.member, "current_card", question_id)
     q = c.questions[question_id]
     return Reply(
