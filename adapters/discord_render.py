@@ -101,7 +101,7 @@ def render(reply: Reply) -> list[Page]:
     title, *title_rest = split_text(_clean(reply.title), TITLE) if reply.title else [""]
     parts = [*title_rest, _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
     if as_text:
-        parts.append("Next: " + " | ".join(f"{_clean(a.label)} (`{discord.utils.escape_mentions(a.command)}`)" for a in as_text))
+        parts.append("Options: " + " | ".join(f"{_clean(a.label)} (`{discord.utils.escape_mentions(a.command)}`)" for a in as_text))
     body = "\n\n".join(p for p in parts if p.strip())
     descriptions = split_lines(body, DESCRIPTION) if body else []
 

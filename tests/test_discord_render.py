@@ -157,7 +157,8 @@ def test_actions_become_buttons_unless_their_command_cannot_fit_a_custom_id() ->
     assert pages[-1].actions == (Action("Reveal", "reveal q1", "primary"),)
     assert custom_id("reveal q1") == "mlbot:reveal q1"
     assert custom_id(long) is None
-    assert f"Too long (`{long}`)" in pages[-1].embeds[0].description
+    assert f"Options: Too long (`{long}`)" in pages[-1].embeds[0].description
+    assert "Next:" not in pages[-1].embeds[0].description, "`next` is a command; the row is named as in the console"
 
 
 def test_repeated_commands_get_unique_custom_ids_that_carry_the_command() -> None:
