@@ -366,16 +366,27 @@ def http_app(app: AsyncApp, signing_secret: str, *, path: str = EVENTS_PATH) -> 
 
     Unlike bolt's `app.web_app()`, the signature is checked before bolt sees the request:
     bolt logs a refused request's whole body at INFO (a member's words, a token, or
-    whatever a stranger sends), and a refusal here is one line without it."""
+    whatever a stranger sends), and a refusal here is one line without it. A signed body
+    bolt cannot parse gets 400 and one warning, not a 500 with a traceback."""
     verifier = SignatureVerifier(signing_secret)
 
+    def signed(body: str, headers: Mapping[str, str]) -> bool:
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        return timestamp.isdigit() and verifier.is_valid(body, timestamp, headers.get("x-slack-signature", ""))
+
     async def handle(request: web.Request) -> web.Response:
-        raw = await request.read()
-        timestamp = request.headers.get("x-slack-request-timestamp", "")
-        if not verifier.is_valid(raw, timestamp, request.headers.get("x-slack-signature", "")):
+        try:
+            body = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            body = None  # Slack sends UTF-8; slack_sdk's verifier cannot check anything else
+        if body is None or not signed(body, request.headers):
             log.warning("refused a request without a valid Slack signature (a stranger, or the wrong SLACK_SIGNING_SECRET)")
             return web.Response(status=401, text="invalid request")
-        bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        try:  # bolt parses the body as it builds the request
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        except (ValueError, AttributeError) as exc:  # not JSON, or JSON that is not an object
+            log.warning("refused a signed request whose body is not a Slack payload (%s)", type(exc).__name__)
+            return web.Response(status=400, text="malformed body")
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     web_app = web.Application()

@@ -376,6 +376,35 @@ async def test_refused_requests_leave_no_body_text_or_token_in_the_logs(make_cor
     assert fake.calls("chat.postMessage") == []
 
 
+@pytest.mark.parametrize(
+    "body, content_type, signed, expected",
+    [
+        ('{"type": "event_callback", "event": ', "application/json", "signed", 400),
+        ("[1, 2]", "application/json", "signed", 400),
+        ("payload=%7Bnot+json", "application/x-www-form-urlencoded", "signed", 400),
+        ('{"type": "event_callback", "event": ', "application/json", "another secret", 401),
+        ("payload=%7Bnot+json", "application/x-www-form-urlencoded", "another secret", 401),
+        ("{}", "application/json", "timestamp not a number", 401),
+        (b'{"text": "\xff\xfe"}', "application/json", "forged", 401),  # not UTF-8: Slack's verifier cannot check it
+    ],
+)
+async def test_a_body_that_is_not_a_slack_payload_gets_400_and_one_warning(make_core, fake, caplog, body, content_type, signed, expected):
+    """Malformed JSON, signed or not, is a client error: 400 (401 when unsigned), at most one
+    warning and no traceback."""
+    caplog.set_level(logging.DEBUG)
+    options: dict[str, Any] = {
+        "signed": {},
+        "another secret": {"secret": "another-secret"},
+        "timestamp not a number": {"headers": {"x-slack-request-timestamp": "soon"}},
+        "forged": {"signature": "v0=" + "0" * 64},
+    }[signed]
+    async with served(make_core(), fake) as slack:
+        status, _ = await post_signed(slack.url, body, options.pop("secret", SECRET), content_type=content_type, **options)
+    assert status == expected
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) <= 1 and all(r.levelno == logging.WARNING and not r.exc_info for r in loud), [r.getMessage() for r in loud]
+
+
 async def test_retried_event_is_answered_once(make_core, fake):
     """Slack's retry of an event (same event_id, X-Slack-Retry-Num) gets no second reply."""
     async with served(make_core(), fake) as slack:

@@ -259,14 +259,14 @@ def block_actions(button: dict[str, Any], *, response_url: str | None, user: str
     return payload
 
 
-async def post_signed(url: str, body: str, secret: str, *, content_type: str, timestamp: int | None = None,
+async def post_signed(url: str, body: str | bytes, secret: str, *, content_type: str, timestamp: int | None = None,
                       headers: dict[str, str] | None = None, signature: str | None = None) -> tuple[int, str]:
     """POST `body` as Slack does, signed with `secret` (or with the given bad `signature`)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signed = signature or SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     all_headers = {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": signed, **(headers or {})}
     async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body.encode(), headers=all_headers) as response:
+        async with session.post(url, data=body.encode() if isinstance(body, str) else body, headers=all_headers) as response:
             return response.status, await response.text()
 
 
