@@ -223,6 +223,9 @@ class Core:
         words = message.text.strip().lower().strip(".!")
         if words in ("yes", "y", "yes please", "confirm", "yes delete", "delete"):
             return Route(pending, {"confirm": "yes"})
+        spec = self.registry.get(words.split()[0]) if words else None
+        if spec is not None and spec.name == pending:  # the question's own buttons ("forget yes")
+            return None
         await self.store.set_pending_action(message.member_key, None)
         if words in ("no", "n", "cancel", "stop", "no thanks"):
             return Route(pending, {"confirm": "no"})

@@ -153,6 +153,17 @@ async def test_forget_me_asks_first(ask) -> None:
     assert "[x] Python fundamentals" in await ask("progress")
 
 
+async def test_forget_yes_in_one_go_only_asks(ask) -> None:
+    """Confirmation is a separate step by the same member; the button then deletes."""
+    await ask("done python fundamentals")
+    assert "Reply `yes`" in await ask("forget me yes", user="bob")
+    assert "Reply `yes`" in await ask("forget yes")
+    assert "[x] Python fundamentals" in await ask("progress")  # and a reply that isn't yes cancels
+    assert "Reply `yes`" in await ask("forget yes")
+    assert "deleted everything" in await ask("forget yes")  # the button under the question
+    assert "[ ] Python fundamentals" in await ask("progress")
+
+
 async def test_admin_commands(ask) -> None:
     await ask("flurble wibble zonk", user="u1")
     await ask("Flurble  wibble   ZONK", user="u2")

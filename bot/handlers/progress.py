@@ -314,7 +314,8 @@ async def mydata(req: "Request") -> Reply:
 
 async def forget(req: "Request") -> Reply:
     confirm = req.args.get("confirm")
-    if confirm == "yes":
+    # Deleting takes two steps by the same member: "forget yes" typed in one go only asks.
+    if confirm == "yes" and await req.store.pending_action(req.member) == "forget":
         rows = await req.store.forget(req.member)
         return Reply(text=f"Done: I deleted everything stored about you ({rows} records). Nothing of yours is left.", ephemeral=True)
     if confirm == "no":
