@@ -288,14 +288,14 @@ class _Listeners:
         return None
 
     async def mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if "user" not in event or event.get("channel", "").startswith("D"):
+        if _from_bot(event) or "user" not in event or event.get("channel", "").startswith("D"):
             return  # a mention in a DM also arrives as message.im, answered there
         thread = event.get("thread_ts") or event["ts"]
         await self._answer(body, context, ChannelTarget(self.client, event["channel"], event["user"], thread))
 
     async def direct_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id") or "user" not in event:
-            return  # edits, deletions, joins and other bots' messages
+        if _from_bot(event) or event.get("channel_type") != "im" or event.get("subtype") or "user" not in event:
+            return  # edits, deletions, joins
         target = ChannelTarget(self.client, event["channel"], event["user"], event.get("thread_ts"), private=True)
         await self._answer(body, context, target)
 
@@ -340,6 +340,12 @@ class _Listeners:
                 await target.send(apology(error_id))
             except Exception:
                 log.warning("could not send the apology for error %s", error_id)
+
+
+def _from_bot(event: Mapping[str, Any]) -> bool:
+    """Written by a bot (this one or another): never answered, so two bots cannot loop.
+    Slack delivers `app_mention` for bots' messages too."""
+    return bool(event.get("bot_id") or event.get("bot_profile") or event.get("subtype") == "bot_message")
 
 
 def _error_id() -> str:

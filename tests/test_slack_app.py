@@ -190,6 +190,29 @@ async def test_direct_message_is_answered_in_the_dm(make_core, fake):
     assert "Sources:" in section_texts(post)
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        mention("interview tips", user="UOTHERBOT", bot_id="B9"),
+        mention("interview tips", user="UOTHERBOT", subtype="bot_message", bot_id="B9"),
+        {**mention("interview tips"), "subtype": "bot_message"},
+        {**direct_message("interview tips", channel="DU2"), "bot_id": "B9"},
+        {**direct_message("interview tips", channel="DU2"), "subtype": "bot_message"},
+    ],
+    ids=["mention-bot_id", "mention-bot_message", "mention-subtype-only", "dm-bot_id", "dm-bot_message"],
+)
+async def test_messages_from_bots_are_never_answered(make_core, fake, event):
+    """Another bot mentioning @mlbot (or writing to it) gets no answer, so two bots cannot loop."""
+    async with served(make_core(), fake) as slack:
+        assert await slack.event(event) == 200
+        await slack.event(mention("interview tips", ts="1700000000.000999"))  # a barrier: answered after the first
+        await fake.wait_for("chat.postMessage")
+        await asyncio.sleep(0.05)
+    [post] = fake.calls("chat.postMessage")
+    assert post["thread_ts"] == "1700000000.000999"
+    assert fake.calls("chat.postEphemeral") == []
+
+
 async def test_slash_command_salary_answers_with_figures_and_source(make_core, fake):
     """`/mlbot salary senior europe` answers in the channel with the figures and a source."""
     async with served(make_core(), fake) as slack:
