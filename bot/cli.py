@@ -35,10 +35,16 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=default(None), help="SQLite file (default: $MLBOT_DB, else the user data directory)")
-    common.add_argument("--user", default=default("console"), help="who is talking, e.g. alice (default: console)")
+    common.add_argument("--user", type=_member_name, default=default("console"), help="who is talking, e.g. alice (default: console)")
     common.add_argument("--admin", action="store_true", default=default(False), help="act as an admin (unanswered, stats, reload)")
     common.add_argument("--content", type=Path, default=default(None), help="content directory (default: $MLBOT_CONTENT, else ./content)")
     return common
+
+
+def _member_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a name, e.g. --user alice")
+    return text.strip()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     check = content_sub.add_parser("check", parents=[common], help="validate content files")
     check.add_argument("directory", nargs="?", type=Path)
     nudges_cli.add_parser(sub, [common])
+    for group in (sub, content_sub):
+        _named_by_choices(group)
     return parser
+
+
+def _named_by_choices(group: argparse.Action) -> None:
+    """Errors name a missing or wrong subcommand by its choices, not by the `dest`
+    the code reads it from ("required: {check}", not "required: content_command")."""
+    group.metavar = "{" + ",".join(group.choices) + "}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,11 @@ from bot import nudges
 from bot.delivery import DirectSender
 from bot.replies import render_text
 
+# The scheduler looks up to a week either side of `--at`: keep that inside datetime's range.
+EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc) + dt.timedelta(weeks=2)
+LATEST = dt.datetime.max.replace(tzinfo=dt.timezone.utc) - dt.timedelta(weeks=2)
+MAX_GRACE_HOURS = 168  # nudges are weekly
+
 if TYPE_CHECKING:
     from bot.core import Core
 
@@ -27,29 +32,41 @@ if TYPE_CHECKING:
 def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     has_user = any("--user" in getattr(p, "_option_string_actions", {}) for p in parents)
     parser = subparsers.add_parser("nudges", parents=parents, help="weekly nudges by hand: preview, due, run --once")
-    sub = parser.add_subparsers(dest="nudges_command", required=True)
+    sub = parser.add_subparsers(dest="nudges_command", required=True, metavar="{preview,due,run}")
     preview = sub.add_parser("preview", parents=parents, help="the nudge a member would get now")
     if not has_user:
         preview.add_argument("--user", required=True, help="member: alice (console) or platform:id")
-    preview.add_argument("--at", help="render as of this ISO time (default: now)")
+    preview.add_argument("--at", type=iso_time, help="render as of this ISO time (default: now)")
     due = sub.add_parser("due", parents=parents, help="who is due at an instant (read-only)")
-    due.add_argument("--at", help="ISO time (default: now)")
-    due.add_argument("--grace-hours", type=float, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
+    due.add_argument("--at", type=iso_time, help="ISO time (default: now)")
+    due.add_argument("--grace-hours", type=grace_hours, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
     run = sub.add_parser("run", parents=parents, help="send what is due and print a summary")
     run.add_argument("--once", action="store_true", help="one pass, then exit (without it: keep running)")
-    run.add_argument("--at", help="treat this ISO time as now (default: now)")
-    run.add_argument("--grace-hours", type=float, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
+    run.add_argument("--at", type=iso_time, help="treat this ISO time as now (default: now)")
+    run.add_argument("--grace-hours", type=grace_hours, default=nudges.DEFAULT_GRACE / dt.timedelta(hours=1))
     return parser
 
 
-def parse_at(text: str | None, default: dt.datetime | None = None) -> dt.datetime:
-    if not text:
-        return default or dt.datetime.now(dt.timezone.utc)
+def iso_time(text: str) -> dt.datetime:
+    """`--at`: an ISO 8601 time as an aware UTC datetime; a bad one is a usage error."""
     try:
         moment = dt.datetime.fromisoformat(text)
+        moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO time between years 1 and 9999; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00")
+    return moment
+
+
+def grace_hours(text: str) -> float:
+    try:
+        hours = float(text)
     except ValueError:
-        raise SystemExit(f"--at: '{text}' is not an ISO time; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00") from None
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+        hours = -1.0
+    if not 0 <= hours <= MAX_GRACE_HOURS:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of hours from 0 to {MAX_GRACE_HOURS}")
+    return hours
 
 
 def member_key(user: str) -> str:
@@ -69,7 +86,7 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
         return 1
     command = args.nudges_command
     if command == "preview":
-        now = parse_at(getattr(args, "at", None), core.clock())
+        now = getattr(args, "at", None) or core.clock()
         member = member_key(args.user)
         sub = await nudges.get_subscription(store, member)
         schedule = sub.schedule if sub else nudges.Schedule(timezone=await store.timezone(member))
@@ -86,7 +103,7 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
         return 0
     grace = dt.timedelta(hours=args.grace_hours)
     if command == "due":
-        at = parse_at(args.at, core.clock())
+        at = args.at or core.clock()
         rows = await nudges.due_nudges(store, at)
         for row in rows:
             local = row.due.astimezone(nudges.zone_of(row.schedule.timezone))
@@ -99,7 +116,7 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
     if not args.once:
         await nudges.serve(store, core.content, registry, core.clock, grace=grace)
         return 0
-    at = parse_at(args.at, core.clock())
+    at = args.at or core.clock()
     clock = (lambda: at) if args.at else core.clock
     summary = await nudges.run_once(store, core.content, registry, at, grace=grace, clock=clock)
     if summary.waiting:

@@ -42,3 +42,24 @@ def test_options_work_before_or_after_the_subcommand(tmp_path: Path, where: str)
     assert b"Marked done" in run.stdout
     assert members(db) == [("console", "bob")]
     assert not (tmp_path / "data").exists()  # nothing went to the default database
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--user", "", "ask", "hi"], b"argument --user: give a name"),
+        (["ask", "--user", "  ", "hi"], b"argument --user: give a name"),
+        (["nudges", "due", "--at", "0001-01-01T00:00:00+14:00"], b"argument --at: '0001-01-01T00:00:00+14:00' is not an ISO time"),
+        (["nudges", "run", "--once", "--at", "9999-12-31T23:59"], b"is not an ISO time"),
+        (["nudges", "due", "--at", "next monday"], b"is not an ISO time"),
+        (["nudges", "due", "--grace-hours", "1e300"], b"argument --grace-hours: '1e300' is not a number of hours"),
+        (["content"], b"the following arguments are required: {check}"),
+        (["nudges"], b"the following arguments are required: {preview,due,run}"),
+        (["bogus"], b"invalid choice: 'bogus'"),
+    ],
+)
+def test_bad_command_lines_get_a_usage_line_and_exit_2(tmp_path: Path, argv: list[str], problem: bytes) -> None:
+    run = mlbot(tmp_path, "--db", str(tmp_path / "x.sqlite3"), *argv)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(b"usage: mlbot") and problem in run.stderr
+    assert b"Traceback" not in run.stderr and b"_command" not in run.stderr
