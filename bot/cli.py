@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator, TextIO
 
 from bot import nudges_cli
 from bot.content import ContentError, load_content
@@ -143,15 +144,34 @@ def _as_json(query: str, reply: Reply) -> str:
 async def _ask(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> int:
     async with _core(content, settings, content_dir, train_now=False) as core:  # one question: train only if it is free text
         if args.text == ["-"]:
-            for line in sys.stdin:
-                query = line.rstrip("\n")
+            _reconfigure(sys.stdout, encoding="utf-8")  # JSON is UTF-8 whatever the locale says
+            for query in _stdin_lines():
+                if not query.strip():
+                    continue
                 reply = await core.handle(Message("console", args.user, query, is_admin=args.admin))
                 print(_as_json(query, reply), flush=True)
             return 0
-        text = " ".join(args.text)
+        _reconfigure(sys.stdout)  # a strict locale (LC_ALL=C) prints "?" for what it lacks instead of failing
+        text = _valid_text(" ".join(args.text))
         reply = await core.handle(Message("console", args.user, text, is_admin=args.admin))
         print(render_text(reply))
         return 0
+
+
+def _stdin_lines() -> Iterator[str]:
+    """stdin's lines as text whatever the locale; invalid UTF-8 bytes become U+FFFD."""
+    for raw in sys.stdin.buffer:
+        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _valid_text(text: str) -> str:
+    """Undo the surrogate escapes Python puts in argv for bytes the locale can't decode."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _reconfigure(stream: TextIO, **options: str) -> None:
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="replace", **options)
 
 
 async def _run(content, settings: Settings, content_dir: Path | None) -> int:

@@ -3,6 +3,7 @@ bad input gets a usage line (exit 2), stdin of any encoding is answered, a datab
 can't be opened ends the process promptly, and `db check` / `db backup` guard the data."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,14 +17,20 @@ from bot.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a fresh user: no MLBOT_DB, a data directory under tmp_path."""
+def _env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
+    """The environment of a fresh user: no MLBOT_DB, a data directory under tmp_path;
+    `extra` sets variables, or with None removes them."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLBOT_DB", "MLBOT_CONTENT")}
-    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "data"), **extra)
+    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "data"))
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
-def mlbot(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+def mlbot(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, env=_env(tmp_path, **env), cwd=ROOT, timeout=timeout)
 
 
@@ -63,3 +70,20 @@ def test_bad_command_lines_get_a_usage_line_and_exit_2(tmp_path: Path, argv: lis
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith(b"usage: mlbot") and problem in run.stderr
     assert b"Traceback" not in run.stderr and b"_command" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "locale_env",
+    [{"LC_ALL": "C"}, {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}],
+    ids=["C", "C-ascii"],
+)
+def test_ask_stdin_answers_every_line_as_utf8_json_in_any_locale(tmp_path: Path, locale_env: dict[str, str]) -> None:
+    """Invalid bytes are replaced, blank lines skipped, replies with accents (the books
+    answer names Aurélien Géron) printed; the output is valid UTF-8, one JSON line each."""
+    stdin = b"which books should I read\n\xff\xfe caf\xe9 salary\n\n   \r\nsalary senior\r\n"
+    unset = {k: None for k in os.environ if k.startswith(("LANG", "LC_", "PYTHONIOENCODING", "PYTHONUTF8"))}
+    run = mlbot(tmp_path, "--db", str(tmp_path / "x.sqlite3"), "ask", "-", stdin=stdin, **{**unset, **locale_env})
+    assert run.returncode == 0 and b"Traceback" not in run.stderr, run.stderr
+    rows = [json.loads(line) for line in run.stdout.decode("utf-8").splitlines()]
+    assert [r["query"] for r in rows] == ["which books should I read", "\ufffd\ufffd caf\ufffd salary", "salary senior"]
+    assert "Aurélien Géron" in rows[0]["text"] and rows[1]["command"] == "salary"
