@@ -188,6 +188,24 @@ class FakeDiscord:
 
         return await asyncio.wait_for(scan(), timeout)
 
+    async def wait_for_message(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 5.0) -> dict[str, Any]:
+        """The first stored message that matches, waiting until the bot has created (or
+        edited) it: a request is recorded before the route handler stores its message."""
+
+        async def scan() -> dict[str, Any]:
+            async with self._changed:
+                while True:
+                    for message in self.messages.values():
+                        if predicate(message):
+                            return message
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    async def _stored(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
     def mark(self) -> int:
         return len(self.records)
 
@@ -270,11 +288,14 @@ class FakeDiscord:
             return _json({"interaction": info})
         message = self._message(str(CHANNEL_ID), data, interaction=True)
         self._originals[request.match_info["token"]] = message["id"]
+        await self._stored()
         info["response_message_id"] = message["id"]
         return _json({"interaction": info, "resource": {"type": kind, "message": message}})
 
     async def _followup(self, request: web.Request) -> web.Response:
-        return _json(self._message(str(CHANNEL_ID), request[BODY], interaction=True))
+        message = self._message(str(CHANNEL_ID), request[BODY], interaction=True)
+        await self._stored()
+        return _json(message)
 
     async def _edit_original(self, request: web.Request) -> web.Response:
         message_id = self._originals.get(request.match_info["token"])
@@ -283,6 +304,7 @@ class FakeDiscord:
         message = self.messages[message_id]
         body = request[BODY]
         message.update({k: body[k] for k in ("content", "embeds", "components") if k in body})
+        await self._stored()
         return _json(message)
 
     async def _delete_original(self, request: web.Request) -> web.Response:
@@ -295,7 +317,9 @@ class FakeDiscord:
         return _json({"id": str(recipient + 1), "type": 1, "recipients": [user(recipient)], "last_message_id": None})
 
     async def _channel_message(self, request: web.Request) -> web.Response:
-        return _json(self._message(request.match_info["channel"], request[BODY]))
+        message = self._message(request.match_info["channel"], request[BODY])
+        await self._stored()
+        return _json(message)
 
     # --- gateway -------------------------------------------------------------------------
 
