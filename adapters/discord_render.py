@@ -14,7 +14,6 @@ it clickable. `bot.text.quote` strips backticks, so quoted text cannot close the
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field
 
 import discord
