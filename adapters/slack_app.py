@@ -60,12 +60,14 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
 
 PLATFORM = "slack"
 SLASH_COMMAND = "/mlbot"
 EVENTS_PATH = "/slack/events"
 ACTION_ID = re.compile(rf"^{re.escape(ACTION_PREFIX)}\d+$")
 RATE_LIMIT_RETRIES = 3
+SERVER_ERROR_BACKOFF = 1.0  # seconds before the one retry of a Web API call that got a 5xx
 PROFILE_TTL = 300.0  # seconds a users.info answer is trusted (admin role, timezone)
 
 # Errors that mean "this member cannot get a DM from the bot": don't retry this week.
@@ -95,15 +97,43 @@ class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
         return await super().can_retry_async(state=state, request=request, response=response, error=error)
 
 
-def retry_handlers(observer: Observer | None = None) -> list[AsyncRetryHandler]:
-    return [AsyncConnectionErrorRetryHandler(), CountingRateLimitHandler(observer or Observer(), max_retry_count=RATE_LIMIT_RETRIES)]
+class ServerErrorRetryHandler(AsyncRetryHandler):
+    """Retries a call that got any 5xx once, `SERVER_ERROR_BACKOFF` seconds later (slack_sdk
+    retries none by default; its own handler knows only 500 and 503 and cannot be given a
+    sleep). Counts its retry apart from the 429 handler's, which share `state.current_attempt`."""
+
+    _TRIED = "server_error_retries"
+
+    def __init__(self, sleep: Sleep = asyncio.sleep, backoff: float = SERVER_ERROR_BACKOFF):
+        super().__init__(max_retry_count=1)
+        self._sleep = sleep
+        self._backoff = backoff
+
+    async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[override]
+        tried = (state.custom_values or {}).get(self._TRIED, 0)
+        return response is not None and 500 <= response.status_code < 600 and tried < self.max_retry_count
+
+    async def prepare_for_next_attempt_async(self, *, state, request, response=None, error=None) -> None:  # type: ignore[override]
+        values = state.custom_values = state.custom_values or {}
+        values[self._TRIED] = values.get(self._TRIED, 0) + 1
+        state.next_attempt_requested = True
+        await self._sleep(self._backoff)
 
 
-def make_client(token: str | None, *, base_url: str | None = None, observer: Observer | None = None) -> AsyncWebClient:
+def retry_handlers(observer: Observer | None = None, sleep: Sleep = asyncio.sleep) -> list[AsyncRetryHandler]:
+    return [
+        AsyncConnectionErrorRetryHandler(),
+        CountingRateLimitHandler(observer or Observer(), max_retry_count=RATE_LIMIT_RETRIES),
+        ServerErrorRetryHandler(sleep),
+    ]
+
+
+def make_client(token: str | None, *, base_url: str | None = None, observer: Observer | None = None,
+                sleep: Sleep = asyncio.sleep) -> AsyncWebClient:
     """A Web API client that retries connection errors and honours 429 `Retry-After`.
     (slack_sdk logs requests at DEBUG with the Authorization header redacted.)"""
     extra = {"base_url": base_url} if base_url else {}
-    return AsyncWebClient(token=token, retry_handlers=retry_handlers(observer), **extra)
+    return AsyncWebClient(token=token, retry_handlers=retry_handlers(observer, sleep), **extra)
 
 
 # --- pure converters ---------------------------------------------------------------
@@ -241,12 +271,14 @@ class ChannelTarget:
 @dataclass(frozen=True)
 class ResponseUrlTarget:
     """The `response_url` of a slash command or a click: works in any channel, even
-    where the bot is not a member; personal replies are ephemeral."""
+    where the bot is not a member; personal replies are ephemeral. Retried as the Web
+    API client is (its `retry_handlers`)."""
 
     url: str
+    retry_handlers: list[AsyncRetryHandler]
 
     async def send(self, reply: Reply) -> None:
-        hook = AsyncWebhookClient(self.url, retry_handlers=retry_handlers())
+        hook = AsyncWebhookClient(self.url, retry_handlers=self.retry_handlers)
         visibility = {"response_type": "ephemeral" if reply.ephemeral else "in_channel", "replace_original": False}
         for part in render(reply):
             response = await hook.send_dict({**part, **visibility})
@@ -301,14 +333,14 @@ class _Listeners:
 
     async def command(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        await self._answer(body, context, ResponseUrlTarget(body["response_url"]))
+        await self._answer(body, context, ResponseUrlTarget(body["response_url"], self.client.retry_handlers))
 
     async def button(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
         team, user = member_ids(body)
         from_home = (body.get("container") or {}).get("type") == "view"
         url = body.get("response_url")
-        target: Target = ResponseUrlTarget(url) if url and not from_home else DirectTarget(self.client, user)
+        target: Target = ResponseUrlTarget(url, self.client.retry_handlers) if url and not from_home else DirectTarget(self.client, user)
         await self._answer(body, context, target)
         if from_home:
             await self._refresh_home(team, user)

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from adapters.slack_app import SlackSender, build_app, http_app, make_client, serve_slack
+from adapters.slack_app import SERVER_ERROR_BACKOFF, SlackSender, build_app, http_app, make_client, serve_slack
 from adapters.slack_render import MAX_BLOCKS, SECTION_LIMIT, render_home
 from bot.commands import CommandSpec
 from bot.core import Core, Request
@@ -128,10 +128,17 @@ class HttpSlack:
         return status
 
 
+class Sleeps(list):
+    """An injected `asyncio.sleep` that records how long it was asked to wait, and returns."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 @asynccontextmanager
-async def served(core: Core, fake: FakeSlack) -> AsyncIterator[HttpSlack]:
+async def served(core: Core, fake: FakeSlack, *, sleep: Sleeps | None = None) -> AsyncIterator[HttpSlack]:
     """One app instance in HTTP mode; leaving the block stops it (a restart is a new block)."""
-    app = build_app(core, settings(), client=make_client(BOT_TOKEN, base_url=fake.api_url))
+    app = build_app(core, settings(), client=make_client(BOT_TOKEN, base_url=fake.api_url, sleep=sleep if sleep is not None else Sleeps()))
     runner = web.AppRunner(http_app(app, SECRET), shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -454,6 +461,37 @@ async def test_rate_limited_reply_is_retried_after_retry_after(make_core, fake):
     assert fake.calls("chat.postEphemeral") == []  # no apology: nothing was lost
 
 
+@pytest.mark.parametrize("surface, status", [("mention", 500), ("mention", 503), ("command", 502)])
+async def test_one_server_error_is_retried_once_after_a_backoff(make_core, fake, status, surface):
+    """A single 5xx from chat.postMessage (or a response_url) is retried after a backoff:
+    the member gets the answer, not an apology."""
+    method = "chat.postMessage" if surface == "mention" else "response_url"
+    fake.server_error(method, status=status)
+    sleeps = Sleeps()
+    async with served(make_core(), fake, sleep=sleeps) as slack:
+        if surface == "mention":
+            await slack.event(mention("what do senior ML engineers earn in Europe?"))
+        else:
+            await slack.command("salary senior europe")
+        first, second = await fake.wait_for(method, count=2)
+        await asyncio.sleep(0.05)
+    assert first == second and "$180,000" in section_texts(second)
+    assert len(fake.calls(method)) == 2
+    assert sleeps == [SERVER_ERROR_BACKOFF]
+    assert fake.calls("chat.postEphemeral") == []  # no apology
+
+
+async def test_a_second_server_error_gives_the_apology(make_core, fake):
+    """5xx is retried once, not forever: a second one ends in the apology."""
+    fake.server_error("chat.postMessage", status=503, times=2)
+    sleeps = Sleeps()
+    async with served(make_core(), fake, sleep=sleeps) as slack:
+        await slack.event(mention("interview tips"))
+        [apology] = await fake.wait_for("chat.postEphemeral")
+    assert "error id" in apology["text"]
+    assert len(fake.calls("chat.postMessage")) == 2 and sleeps == [SERVER_ERROR_BACKOFF]
+
+
 async def test_failure_while_answering_gives_an_apology_with_an_error_id(make_core, fake, caplog):
     """If posting the answer fails, the member gets a short apology whose id is in the log."""
     fake.fail("chat.postMessage", "invalid_blocks")
@@ -528,7 +566,8 @@ async def test_http_mode_serves_on_the_configured_port(make_core, fake):
         (None, Delivery.SENT),
         (("fail", "conversations.open", "cannot_dm_bot"), Delivery.DMS_CLOSED),
         (("fail", "chat.postMessage", "user_disabled"), Delivery.DMS_CLOSED),
-        (("server_error", "chat.postMessage"), Delivery.TRANSIENT),
+        (("server_error", "chat.postMessage"), Delivery.SENT),  # retried once
+        (("server_error", "chat.postMessage", 2), Delivery.TRANSIENT),
         (("rate_limit", "chat.postMessage"), Delivery.TRANSIENT),
     ],
 )
@@ -537,16 +576,16 @@ async def test_sender_reports_how_a_dm_went(fake, fault, expected):
     if fault and fault[0] == "fail":
         fake.fail(fault[1], fault[2])
     elif fault and fault[0] == "server_error":
-        fake.server_error(fault[1])
+        fake.server_error(fault[1], times=fault[2] if len(fault) > 2 else 1)
     elif fault:
         fake.rate_limit(fault[1], times=4)  # more than the client's retries: exhausted
-    sender = SlackSender(make_client(BOT_TOKEN, base_url=fake.api_url))
+    sender = SlackSender(make_client(BOT_TOKEN, base_url=fake.api_url, sleep=Sleeps()))
     assert sender.platform == "slack"
     outcome = await sender.send_direct("T1:U2", Reply(title="Your week", text="Next: finish the SQL course.", sources=("Path",)))
     assert outcome is expected
     assert fake.calls("conversations.open")[0]["users"] == "U2"
     if expected is Delivery.SENT:
-        [post] = fake.calls("chat.postMessage")
+        post = fake.calls("chat.postMessage")[-1]  # after the 5xx, the retry
         assert post["channel"] == "DU2" and "finish the SQL course" in section_texts(post)
 
 
