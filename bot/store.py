@@ -472,21 +472,38 @@ class SqliteStore(Store):
     # --- lifecycle --------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, set the pragmas and migrate. Any failure closes what was opened, so
+        no worker thread outlives it (a live one keeps the process from exiting)."""
         if self.path != ":memory:":
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(self._explain(exc)) from None
+            self._prepare_location()
         try:
-            self._db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db = await self._connect()
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._use_wal()
             await self._db.execute("PRAGMA synchronous = FULL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             await self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(self._explain(exc)) from None
+            raise
+
+    def _prepare_location(self) -> None:
+        """Create the file's folder."""
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise StoreError(self._explain(exc)) from None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        """Open the file first, then hand the connection to aiosqlite: when aiosqlite's own
+        open fails, its worker thread reports back after `asyncio.run` may have closed
+        the loop ("Event loop is closed"). A connection handed over can't fail to open."""
+        conn = await asyncio.to_thread(
+            sqlite3.connect, self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        return await aiosqlite.Connection(lambda: conn, iter_chunk_size=64)
 
     async def _use_wal(self) -> None:
         """Switch to WAL. Two processes opening a new file at once make SQLite refuse

@@ -92,9 +92,11 @@ class PostgresStore(Store):
         try:
             self._pool = await asyncpg.create_pool(self.path, min_size=1, max_size=POOL_SIZE, reset=_no_session_state)
             await self._migrate()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except BaseException as exc:  # a newer schema too: close the pool before saying so
             await self.close()
-            raise StoreError(f"Can't use the PostgreSQL database {self._where()} ({type(exc).__name__}: {exc}). Check MLBOT_DB and that the server is up.") from None
+            if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+                raise StoreError(f"Can't use the PostgreSQL database {self._where()} ({type(exc).__name__}: {exc}). Check MLBOT_DB and that the server is up.") from None
+            raise
 
     async def close(self) -> None:
         if self._pool is not None:

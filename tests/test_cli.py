@@ -87,3 +87,25 @@ def test_ask_stdin_answers_every_line_as_utf8_json_in_any_locale(tmp_path: Path,
     rows = [json.loads(line) for line in run.stdout.decode("utf-8").splitlines()]
     assert [r["query"] for r in rows] == ["which books should I read", "\ufffd\ufffd caf\ufffd salary", "salary senior"]
     assert "Aurélien Géron" in rows[0]["text"] and rows[1]["command"] == "salary"
+
+
+def _unopenable(tmp_path: Path, case: str) -> Path:
+    if case == "newer schema":
+        path = tmp_path / "future.sqlite3"
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA user_version = 999")
+    elif case == "open fails":
+        path = tmp_path / "link.sqlite3"
+        path.symlink_to(tmp_path / "missing" / "db.sqlite3")
+    else:
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "db.sqlite3"
+    return path
+
+
+@pytest.mark.parametrize("case", ["newer schema", "open fails", "folder is a file"])
+def test_a_database_that_cannot_be_opened_ends_the_process_promptly(tmp_path: Path, case: str) -> None:
+    run = mlbot(tmp_path, "--db", str(_unopenable(tmp_path, case)), "ask", "progress", timeout=30)
+    assert run.returncode == 1
+    assert len(run.stderr.splitlines()) == 1 and run.stderr.rstrip().endswith(b"."), run.stderr  # one sentence
+    assert b"Traceback" not in run.stderr and b"Event loop is closed" not in run.stderr

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -191,3 +192,44 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
         procs = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), errors
+
+
+def _aiosqlite_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name or type(t).__module__.startswith("aiosqlite")]
+
+
+@pytest.mark.parametrize("case", ["newer schema", "unopenable"])
+async def test_a_failed_open_leaves_no_connection_thread(tmp_path: Path, case: str) -> None:
+    """A live aiosqlite thread would keep the process from exiting after the error."""
+    if case == "newer schema":
+        path = tmp_path / "future.sqlite3"
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    else:
+        path = tmp_path / "link.sqlite3"
+        path.symlink_to(tmp_path / "missing" / "db.sqlite3")  # SQLite follows it and can't create the file
+    before = _aiosqlite_threads()
+    with pytest.raises(StoreError):
+        async with open_store(str(path)):
+            pass
+    for thread in _aiosqlite_threads():
+        if thread not in before:
+            thread.join(timeout=10)  # a stopping thread may take a moment; a leaked one never ends
+            assert not thread.is_alive()
+
+
+async def test_postgres_newer_schema_closes_its_pool(postgres_url: str) -> None:
+    import asyncpg
+
+    from bot.store import make_store
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+        await conn.execute("INSERT INTO schema_version VALUES ($1)", len(MIGRATIONS) + 1)
+    finally:
+        await conn.close()
+    store = make_store(postgres_url)
+    with pytest.raises(StoreError, match="newer mlbot"):
+        await store.open()
+    assert store._pool is None
