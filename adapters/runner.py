@@ -45,7 +45,7 @@ async def run_platforms(core: Core, settings: Settings) -> None:
     if "slack" in settings.platforms:
         from adapters.slack_app import SlackSender, make_client, serve_slack
 
-        slack_client = make_client(settings.slack_bot_token, observer=core.observer)
+        slack_client = make_client(settings.slack_bot_token, base_url=settings.slack_api_url, observer=core.observer)
         senders.append(SlackSender(slack_client))
         checks["slack"] = _async(lambda: False)  # until serve_slack is connected or listening
         services["slack"] = serve_slack(core, settings, client=slack_client, health=checks)

@@ -130,9 +130,10 @@ def retry_handlers(observer: Observer | None = None, sleep: Sleep = asyncio.slee
 
 def make_client(token: str | None, *, base_url: str | None = None, observer: Observer | None = None,
                 sleep: Sleep = asyncio.sleep) -> AsyncWebClient:
-    """A Web API client that retries connection errors and honours 429 `Retry-After`.
+    """A Web API client that retries connection errors, honours 429 `Retry-After` and retries
+    a 5xx once; `base_url` is SLACK_API_URL, if set (with or without its final slash).
     (slack_sdk logs requests at DEBUG with the Authorization header redacted.)"""
-    extra = {"base_url": base_url} if base_url else {}
+    extra = {"base_url": base_url.rstrip("/") + "/"} if base_url else {}
     return AsyncWebClient(token=token, retry_handlers=retry_handlers(observer, sleep), **extra)
 
 
@@ -386,7 +387,7 @@ def _error_id() -> str:
 
 def build_app(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, deduper: EventDeduper | None = None) -> AsyncApp:
     """The bolt app with every listener registered; serve it over HTTP or Socket Mode."""
-    client = client or make_client(settings.slack_bot_token)
+    client = client or make_client(settings.slack_bot_token, base_url=settings.slack_api_url)
     app = AsyncApp(client=client, signing_secret=settings.slack_signing_secret or "")
     deduper = deduper or (StoreDeduper(core.store) if core.store is not None else MemoryDeduper())
     listeners = _Listeners(core, client, deduper)

@@ -27,6 +27,7 @@ class Settings:
     http_port: int | None = None  # /healthz and /metrics, when set
     discord_shard_count: int | None = None  # total shards across replicas (AutoShardedClient)
     discord_shard_ids: tuple[int, ...] | None = None  # the shards this replica runs (default: all)
+    slack_api_url: str | None = None  # the Slack Web API base (GovSlack, a proxy, a fake); default slack.com
     discord_proxy: str | None = None  # HTTP proxy URL for Discord's REST API and gateway
 
     @classmethod
@@ -45,6 +46,7 @@ class Settings:
             http_port=int(env["MLBOT_HTTP_PORT"]) if env.get("MLBOT_HTTP_PORT", "").isdigit() else None,
             discord_shard_count=int(env["DISCORD_SHARD_COUNT"]) if env.get("DISCORD_SHARD_COUNT", "").isdigit() else None,
             discord_shard_ids=_int_list(env.get("DISCORD_SHARD_IDS", "")),
+            slack_api_url=env.get("SLACK_API_URL") or None,
             discord_proxy=env.get("DISCORD_PROXY") or None,
         )
 

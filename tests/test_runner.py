@@ -9,7 +9,6 @@ import socket
 
 import aiohttp
 
-import adapters.slack_app as slack_app
 from adapters.ops import PrometheusObserver
 from adapters.runner import run_platforms
 from bot.core import Core
@@ -39,15 +38,14 @@ async def wait_until_up(url: str, *, want: int | None = None) -> int:
     raise AssertionError(f"{url} never answered {want or 'at all'}")
 
 
-async def test_run_serves_slack_health_metrics_and_stops_on_sigterm(content, store, monkeypatch) -> None:
+async def test_run_serves_slack_health_metrics_and_stops_on_sigterm(content, store) -> None:
     """Slack in HTTP mode and /healthz + /metrics come up from the environment alone; a
     signed /mlbot is answered; SIGTERM stops everything and run_platforms returns."""
     async with FakeSlack() as fake:
-        real_make_client = slack_app.make_client
-        monkeypatch.setattr(slack_app, "make_client", lambda token, **kw: real_make_client(token, base_url=fake.api_url, **kw))
         slack_port, ops_port = free_port(), free_port()
         settings = Settings.from_env(
-            {"SLACK_BOT_TOKEN": "xoxb-1-2-runner", "SLACK_SIGNING_SECRET": SECRET, "PORT": str(slack_port), "MLBOT_HTTP_PORT": str(ops_port)},
+            {"SLACK_BOT_TOKEN": "xoxb-1-2-runner", "SLACK_SIGNING_SECRET": SECRET, "PORT": str(slack_port), "MLBOT_HTTP_PORT": str(ops_port),
+             "SLACK_API_URL": fake.api_url},
             db=store.path,
         )
         core = Core(content, store=store, observer=PrometheusObserver())

@@ -535,6 +535,23 @@ async def test_socket_mode_envelopes_are_acked_answered_and_deduplicated(make_co
     assert "secretapptoken" not in caplog.text and "secretbottoken" not in caplog.text
 
 
+async def test_slack_api_url_points_the_app_at_another_web_api(make_core, fake):
+    """SLACK_API_URL (GovSlack, a proxy, a fake) is where every Web API call goes: here Socket
+    Mode's apps.connections.open and the answer reach the fake with no client passed in."""
+    env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN, "SLACK_API_URL": fake.api_url.rstrip("/")}
+    task = asyncio.create_task(serve_slack(make_core(), Settings.from_env(env, db=":memory:")))
+    try:
+        await asyncio.wait_for(fake.socket_connected.wait(), 5)
+        await fake.wait_for_ack(await fake.send_envelope("events_api", event_callback(mention("interview tips"))))
+        [post] = await fake.wait_for("chat.postMessage")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert post["channel"] == "C1"
+    assert fake.calls("apps.connections.open")
+
+
 async def test_http_mode_serves_on_the_configured_port(make_core, fake):
     """Without SLACK_APP_TOKEN the app listens on PORT and answers signed requests."""
     with socket.socket() as probe:
