@@ -490,11 +490,15 @@ class SqliteStore(Store):
             raise
 
     def _prepare_location(self) -> None:
-        """Create the file's folder."""
+        """Create the file's folder; refuse a directory in the file's place."""
+        path = Path(self.path)
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            is_dir = path.is_dir()
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(self._explain(exc)) from None
+        if is_dir:
+            raise StoreError(f"{self.path} is a directory, not a database file. Point MLBOT_DB or --db at a file, e.g. {path / 'mlbot.sqlite3'}.")
 
     async def _connect(self) -> aiosqlite.Connection:
         """Open the file first, then hand the connection to aiosqlite: when aiosqlite's own

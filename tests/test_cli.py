@@ -97,15 +97,20 @@ def _unopenable(tmp_path: Path, case: str) -> Path:
     elif case == "open fails":
         path = tmp_path / "link.sqlite3"
         path.symlink_to(tmp_path / "missing" / "db.sqlite3")
+    elif case == "directory":
+        path = tmp_path / "data"
+        path.mkdir()
     else:
         (tmp_path / "file").write_text("x")
         path = tmp_path / "file" / "db.sqlite3"
     return path
 
 
-@pytest.mark.parametrize("case", ["newer schema", "open fails", "folder is a file"])
+@pytest.mark.parametrize("case", ["newer schema", "open fails", "folder is a file", "directory"])
 def test_a_database_that_cannot_be_opened_ends_the_process_promptly(tmp_path: Path, case: str) -> None:
     run = mlbot(tmp_path, "--db", str(_unopenable(tmp_path, case)), "ask", "progress", timeout=30)
     assert run.returncode == 1
     assert len(run.stderr.splitlines()) == 1 and run.stderr.rstrip().endswith(b"."), run.stderr  # one sentence
     assert b"Traceback" not in run.stderr and b"Event loop is closed" not in run.stderr
+    if case == "directory":
+        assert b"data is a directory" in run.stderr

@@ -233,3 +233,10 @@ async def test_postgres_newer_schema_closes_its_pool(postgres_url: str) -> None:
     with pytest.raises(StoreError, match="newer mlbot"):
         await store.open()
     assert store._pool is None
+
+
+async def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(StoreError, match=r"data is a directory, not a database file\. .*data/mlbot\.sqlite3"):
+        async with open_store(str(tmp_path / "data")):
+            pass
