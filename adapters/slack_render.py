@@ -6,7 +6,8 @@ are split into several sections, and into several messages when one would exceed
 blocks, always at paragraph, line or sentence boundaries (`bot.replies.split_text`).
 Every string that reaches a `mrkdwn` field is escaped, so member or content text can
 never become a ping (`<!channel>`, `<@U1>`) or a link; `plain_text` fields (header,
-buttons) are never parsed for mentions by Slack.
+buttons) are never parsed for mentions by Slack. A button carries its command line as its
+value; one too long for a value is offered as text to type instead.
 
 `plain_text(text)` goes the other way: Slack's markup in what a member wrote
 (`<@U1|ann>`, `<!here>`, `<https://x|label>`, `&amp;`) becomes plain words for the
@@ -26,6 +27,7 @@ MAX_BLOCKS = 50  # blocks in a message
 MAX_HOME_BLOCKS = 100  # blocks in an App Home view
 BUTTONS_PER_BLOCK = 25  # elements of an actions block
 BUTTON_LABEL_LIMIT = 75  # characters of a button's plain text
+BUTTON_VALUE_LIMIT = 2000  # characters of a button's value, the command line it sends back
 FALLBACK_LIMIT = 150  # the notification text; the blocks carry the answer
 ACTION_PREFIX = "mlbot:"
 
@@ -118,7 +120,11 @@ def _tail_blocks(reply: Reply) -> list[Block]:
         label = "Source" if len(reply.sources) == 1 else "Sources"
         text = f"{label}: " + "; ".join(escape(s) for s in reply.sources)
         blocks.extend(_context(chunk) for chunk in split_text(text, CONTEXT_LIMIT))
-    actions = [_button(n, action) for n, action in enumerate(reply.actions)]
+    too_long = [a for a in reply.actions if len(a.command) > BUTTON_VALUE_LIMIT]
+    if too_long:  # Slack would refuse the whole message: offer these as text to type, as Discord does
+        blocks.extend(_sections("Options: " + " | ".join(f"{escape(a.label)} (`{escape(a.command)}`)" for a in too_long)))
+    # action ids are positions, so two buttons with one command still differ
+    actions = [_button(n, action) for n, action in enumerate(reply.actions) if action not in too_long]
     for i in range(0, len(actions), BUTTONS_PER_BLOCK):
         blocks.append({"type": "actions", "elements": actions[i:i + BUTTONS_PER_BLOCK]})
     return blocks

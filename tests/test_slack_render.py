@@ -40,6 +40,7 @@ def assert_within_limits(message: dict) -> None:
             assert len(block["elements"]) <= 25
             for button in block["elements"]:
                 assert len(button["text"]["text"]) <= BUTTON_LABEL_LIMIT
+                assert len(button["value"]) <= 2000  # Slack refuses the whole message otherwise
                 action_ids.append(button["action_id"])
     assert len(action_ids) == len(set(action_ids))
 
@@ -142,6 +143,30 @@ def test_buttons_carry_the_command_and_styles():
         ("mlbot:1", "grade again q1", "danger"),
         ("mlbot:2", "grade good q1", None),
     ]
+
+
+def test_a_command_too_long_for_a_button_is_offered_as_text():
+    """Slack refuses a message whose button value exceeds 2,000 characters. That action is
+    listed as text to type (as on Discord); the other buttons stay, in order."""
+    long_line = "salary " + "senior " * 300  # 2,107 characters
+    fits = "faq " + "x" * 1996  # exactly 2,000: still a button
+    reply = Reply(text="Pick one.", actions=(Action("Salary", "salary senior"), Action("Everything", long_line), Action("Long FAQ", fits), Action("Path", "path")))
+    [message] = render(reply)
+    assert_within_limits(message)
+    buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["value"] for b in buttons] == ["salary senior", fits, "path"]
+    options = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("Options:")]
+    assert options and "Everything" in options[0] and "".join(options).count("senior") == 300
+
+
+def test_two_buttons_with_the_same_command_have_different_action_ids():
+    """Slack refuses an actions block with a repeated action_id: ids are per position, not per command."""
+    reply = Reply(text="Q?", actions=(Action("Next step", "next"), Action("Continue", "next"), Action("Next step", "next")))
+    [message] = render(reply)
+    assert_within_limits(message)
+    [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
+    assert [e["value"] for e in actions["elements"]] == ["next"] * 3
+    assert len({e["action_id"] for e in actions["elements"]}) == 3
 
 
 def test_home_view_is_within_100_blocks_and_keeps_its_buttons():
