@@ -1,4 +1,4 @@
-"""`mlbot`: chat in the terminal, ask one question, run the platforms, check content.
+"""`mlbot`: chat in the terminal, ask one question, run the platforms, check content and the database.
 
 With no subcommand, `mlbot` runs the platforms whose tokens are set, or the console
 chat when none are: the one command a newcomer needs.
@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator, TextIO
 
-from bot import nudges_cli
+from bot import db_cli, nudges_cli
 from bot.content import ContentError, load_content
 from bot.core import Core
 from bot.handlers import build_registry
@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     check = content_sub.add_parser("check", parents=[common], help="validate content files")
     check.add_argument("directory", nargs="?", type=Path)
     nudges_cli.add_parser(sub, [common])
+    db_cli.add_parser(sub, [common])
     for group in (sub, content_sub):
         _named_by_choices(group)
     return parser
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     content_dir = args.content or settings.content_dir
     if args.command == "content":
         return check_content(args.directory or content_dir)
+    if args.command == "db":
+        try:
+            return asyncio.run(db_cli.run(settings.db, args))
+        except StoreError as exc:
+            print(exc, file=sys.stderr)
+            return 1
     try:
         content = load_content(content_dir)
     except ContentError as exc:
@@ -185,6 +192,6 @@ async def _run(content, settings: Settings, content_dir: Path | None) -> int:
     from adapters.runner import run_platforms
 
     use_json_logs()
-    async with open_store(settings.db) as store:
+    async with open_store(settings.db, check=True) as store:  # a damaged file: refuse to start rather than write to it
         await run_platforms(Core(content, store=store, observer=PrometheusObserver(), content_dir=content_dir), settings)
     return 0

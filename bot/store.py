@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 import time
 from contextlib import asynccontextmanager
@@ -220,7 +221,10 @@ class Store:
     path: str
     dialect: str  # "sqlite" or "postgresql", for the rare statement that differs
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True, check: bool = False) -> None:
+        """Connect and bring the schema up to date (`migrate=False` leaves the database as
+        it is, for inspecting it). With `check`, first refuse a database whose pages fail
+        an integrity check (SQLite's quick_check; PostgreSQL verifies its own pages)."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -471,9 +475,9 @@ class SqliteStore(Store):
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Connect, set the pragmas and migrate. Any failure closes what was opened, so
-        no worker thread outlives it (a live one keeps the process from exiting)."""
+    async def open(self, *, migrate: bool = True, check: bool = False) -> None:
+        """Connect, set the pragmas, check and migrate. Any failure closes what was opened,
+        so no worker thread outlives it (a live one keeps the process from exiting)."""
         if self.path != ":memory:":
             self._prepare_location()
         try:
@@ -482,7 +486,13 @@ class SqliteStore(Store):
             await self._use_wal()
             await self._db.execute("PRAGMA synchronous = FULL")
             await self._db.execute("PRAGMA foreign_keys = ON")
-            await self._migrate()
+            if check and (problems := await self.quick_check()):
+                raise StoreError(
+                    f"The database {self.path} failed its integrity check ({problems[0]}; {len(problems)} problem(s) in all), so mlbot won't write to it. "
+                    "Restore it from a backup (`mlbot db backup` makes one); `mlbot db check` lists the problems."
+                )
+            if migrate:
+                await self._migrate()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, sqlite3.Error):
@@ -582,6 +592,39 @@ class SqliteStore(Store):
                 await db.execute("ROLLBACK")
                 raise
 
+    async def quick_check(self) -> list[str]:
+        """SQLite's `PRAGMA quick_check` (every page and b-tree, not index contents; linear
+        in the file's size): the problems found, none when the file is sound."""
+        async with self._lock:
+            try:
+                rows = await self._conn.execute_fetchall("PRAGMA quick_check")
+            except sqlite3.DatabaseError as exc:  # damage bad enough stops the check itself
+                return [str(exc)]
+        problems = [row[0] for row in rows]
+        return [] if problems == ["ok"] else problems
+
+    async def backup(self, dest: str) -> None:
+        """A consistent copy of the live database at `dest`, by SQLite's online backup API
+        (one snapshot; writers in other processes carry on). It is written beside `dest`
+        and renamed into place, so `dest` never holds half a copy."""
+        target = Path(dest)
+        if target.is_dir():
+            raise StoreError(f"{dest} is a directory; name the backup file, e.g. {target / 'mlbot-backup.sqlite3'}.")
+        if self.path != ":memory:" and target.resolve() == Path(self.path).resolve():
+            raise StoreError(f"{dest} is the database itself; name another file for the backup.")
+        partial = target.with_name(target.name + ".partial")
+        try:
+            copy = await asyncio.to_thread(sqlite3.connect, partial, check_same_thread=False)
+            try:
+                async with self._lock:  # not in the middle of another coroutine's transaction
+                    await self._conn.backup(copy)
+            finally:
+                copy.close()
+            os.replace(partial, target)
+        except (sqlite3.Error, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"Can't write the backup {dest} ({exc}). Check that its folder exists and is writable.") from None
+
     async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:
             async with self._lock:
@@ -625,9 +668,9 @@ def make_store(target: str) -> Store:
 
 
 @asynccontextmanager
-async def open_store(target: str) -> AsyncIterator[Store]:
+async def open_store(target: str, *, migrate: bool = True, check: bool = False) -> AsyncIterator[Store]:
     store = make_store(target)
-    await store.open()
+    await store.open(migrate=migrate, check=check)
     try:
         yield store
     finally:

@@ -66,6 +66,11 @@ class _Transaction(Tx):
         return [tuple(r) for r in await self._conn.fetch(to_postgres(sql), *parameters)]
 
 
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
 def _returns_rows(sql: str) -> bool:
     head = sql.lstrip().split(None, 1)[0].upper()
     return head in ("SELECT", "WITH") or " RETURNING " in sql.upper()
@@ -85,13 +90,15 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
 
     def _where(self) -> str:
-        """The URL without its password, for messages."""
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.path)
+        return redacted(self.path)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True, check: bool = False) -> None:
+        """`check` adds nothing here: PostgreSQL verifies its own pages as it reads them
+        (with data checksums on), and `pg_amcheck` checks them all."""
         try:
             self._pool = await asyncpg.create_pool(self.path, min_size=1, max_size=POOL_SIZE, reset=_no_session_state)
-            await self._migrate()
+            if migrate:
+                await self._migrate()
         except BaseException as exc:  # a newer schema too: close the pool before saying so
             await self.close()
             if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):

@@ -3,8 +3,11 @@ bad input gets a usage line (exit 2), stdin of any encoding is answered, a datab
 can't be opened ends the process promptly, and `db check` / `db backup` guard the data."""
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -12,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 
 
 def _env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
@@ -114,3 +118,62 @@ def test_a_database_that_cannot_be_opened_ends_the_process_promptly(tmp_path: Pa
     assert b"Traceback" not in run.stderr and b"Event loop is closed" not in run.stderr
     if case == "directory":
         assert b"data is a directory" in run.stderr
+
+
+def _database_with_rows(path: Path, count: int = 300) -> None:
+    """A real mlbot database with enough progress rows to span many pages."""
+
+    async def fill() -> None:
+        async with open_store(str(path)) as store:
+            for n in range(count):
+                await store.mark_done(f"console:u{n % 20}", "course", f"course-{n}-{'x' * 40}", T0)
+
+    asyncio.run(fill())
+
+
+def _rows(conn: sqlite3.Connection) -> list[tuple]:
+    return conn.execute("SELECT m.user_id, p.kind, p.item_id, p.done_at FROM progress p JOIN members m ON m.id = p.member_id ORDER BY 1, 2, 3").fetchall()
+
+
+def test_db_backup_copies_a_live_database(tmp_path: Path) -> None:
+    """Rows still in the write-ahead log of an open connection are in the copy too."""
+    db, copy = tmp_path / "live.sqlite3", tmp_path / "backups" / "copy.sqlite3"
+    _database_with_rows(db, 50)
+    (tmp_path / "backups").mkdir()
+    live = sqlite3.connect(db, isolation_level=None)
+    live.execute("INSERT INTO progress SELECT id, 'step', 'python-fundamentals', '2026-03-02T09:00:00+00:00' FROM members")
+    assert (db.parent / "live.sqlite3-wal").stat().st_size > 0
+    run = mlbot(tmp_path, "--db", str(db), "db", "backup", str(copy))
+    assert run.returncode == 0 and b"Backed up" in run.stdout, run.stderr
+    with sqlite3.connect(copy) as backup:
+        assert backup.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        assert _rows(backup) == _rows(live) and len(_rows(backup)) == 70
+    live.close()
+    assert mlbot(tmp_path, "--db", str(copy), "db", "check").stdout == f"{copy}: ok\n".encode()
+
+
+def test_db_check_and_run_refuse_a_corrupted_file(tmp_path: Path) -> None:
+    db = tmp_path / "damaged.sqlite3"
+    _database_with_rows(db)
+    pages = db.stat().st_size // 4096
+    garbage = random.Random(1)
+    with db.open("r+b") as file:  # two pages in the middle of the progress table; the header stays intact
+        file.seek(pages // 2 * 4096)
+        file.write(garbage.randbytes(2 * 4096))
+    check = mlbot(tmp_path, "--db", str(db), "db", "check")
+    assert check.returncode == 1 and check.stdout.strip(), check.stderr
+    assert b"is damaged" in check.stderr and b"Traceback" not in check.stderr
+    slack = {"SLACK_BOT_TOKEN": "xoxb-1-2-test", "SLACK_SIGNING_SECRET": "s", "PORT": "0", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    run = mlbot(tmp_path, "--db", str(db), "run", timeout=60, **slack)
+    assert run.returncode == 1 and b"failed its integrity check" in run.stderr, run.stderr
+
+
+def test_db_backup_points_postgres_to_pg_dump(tmp_path: Path) -> None:
+    run = mlbot(tmp_path, "--db", "postgresql://bot:s3cret@127.0.0.1:1/mlbot", "db", "backup", str(tmp_path / "x"))
+    assert run.returncode == 1 and b"pg_dump" in run.stderr and b"s3cret" not in run.stderr
+    assert not (tmp_path / "x").exists()
+
+
+async def test_db_check_on_postgres_connects(tmp_path: Path, postgres_url: str) -> None:
+    run = mlbot(tmp_path, "--db", postgres_url, "db", "check")
+    assert run.returncode == 0 and b"PostgreSQL answers" in run.stdout, run.stderr
