@@ -25,10 +25,11 @@ from adapters.slack_render import MAX_BLOCKS, SECTION_LIMIT, render_home
 from bot.commands import CommandSpec
 from bot.core import Core, Request
 from bot.delivery import Delivery
-from bot.handlers import build_registry
+from bot.handlers import build_registry, clarify
 from bot.messages import Message
 from bot.replies import Reply
 from bot.settings import Settings
+from bot.understanding import Decision, Ranked
 from fakes.slack_server import (
     FakeSlack,
     block_actions,
@@ -95,11 +96,20 @@ def make_core(content, store, clock, gate):
         await gate.open.wait()
         return Reply(text="Worth the wait.", sources=("Patience Weekly",))
 
+    async def ambiguous(req: Request) -> Reply:
+        """The core's own "did you mean" reply for a question with three close readings (as
+        tests/test_understanding.py builds it), whatever today's intent model would say."""
+        router = req.core.router
+        found, _ = router.entities(router.normalise("senior salary in europe, or the path"))
+        decision = Decision("clarify", (Ranked("salary", 0.3), Ranked("faq:languages", 0.29), Ranked("path", 0.28)))
+        return clarify(req.core, router.from_decision(decision, tuple(found)))
+
     def make() -> Core:
         registry = build_registry()
         registry.add(CommandSpec("whoami", "Who the adapter says I am.", whoami))
         registry.add(CommandSpec("essay", "A reply longer than one Slack message.", essay))
         registry.add(CommandSpec("slow", "A reply that takes its time.", slow))
+        registry.add(CommandSpec("ambiguous", "A question the core reads more than one way.", ambiguous))
         return Core(content, store=store, clock=clock, rng=random.Random(7), registry=registry)
 
     return make
@@ -344,6 +354,29 @@ async def test_practice_buttons_work_across_a_restart(make_core, fake):
     assert answer["response_type"] == "ephemeral" and answer["replace_original"] is False
     assert "Graded good" in section_texts(graded)
     assert again["response_type"] == "ephemeral" and "already graded" in section_texts(again)
+
+
+async def test_clarifying_choices_are_buttons_that_answer(make_core, fake):
+    """Issue 14: "Did you mean..." arrives with one button per reading; a click on one is
+    answered with that reading, the member's words (senior, Europe) riding along."""
+    core = make_core()
+    async with served(core, fake) as slack:
+        await slack.event(mention("ambiguous", ts="1700000000.000701"))
+        [question] = await fake.wait_for("chat.postMessage")
+        choices = buttons(question)
+        assert question["thread_ts"] == "1700000000.000701" and "Did you mean" in section_texts(question)
+        assert [b["value"].split()[0] for b in choices.values()] == ["salary", "faq", "path"]
+        for n, button in enumerate(choices.values()):
+            assert await slack.click(button, response_url=fake.response_url(f"choice{n}")) == 200
+        await fake.wait_for("response_url", count=3)
+    by_choice = {c.path.rsplit("/", 1)[1]: c.payload for c in fake.log if c.method == "response_url"}
+    assert sorted(by_choice) == ["choice0", "choice1", "choice2"]
+    salary = section_texts(by_choice["choice0"])
+    assert "Senior salaries: Europe" in salary and "$180,000" in salary
+    for n, button in enumerate(choices.values()):
+        expected = await core.handle(Message("slack", "T1:U2", button["value"]))
+        assert expected.command in ("salary", "faq", "path") and expected.title
+        assert expected.title in section_texts(by_choice[f"choice{n}"])
 
 
 async def test_app_home_is_published_when_opened(make_core, fake):
