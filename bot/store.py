@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 import sqlite3
 import time
@@ -26,6 +27,7 @@ import aiosqlite
 from bot.core import UserError
 
 BUSY_TIMEOUT_MS = 5000
+log = logging.getLogger(__name__)
 
 
 class StoreError(UserError):
@@ -542,6 +544,8 @@ class SqliteStore(Store):
         text = str(exc).lower()
         if "not a database" in text or "malformed" in text:
             return f"The database file {self.path} is not a SQLite database (or is damaged). Point MLBOT_DB or --db at another file, or move this one away."
+        if "full" in text:
+            return f"The database {self.path} could not be written: its disk is full (or the file reached its size limit), so nothing was saved. Free some space and try again."
         if "locked" in text or "busy" in text:
             return f"The database {self.path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s. Try again in a moment; if it persists, stop the other mlbot process."
         if "readonly" in text or "unable to open" in text or "permission" in text or "read-only" in text:
@@ -564,7 +568,7 @@ class SqliteStore(Store):
                     await db.execute(f"PRAGMA user_version = {number}")
                 await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                await self._rollback()
                 raise
 
     @property
@@ -586,11 +590,24 @@ class SqliteStore(Store):
                 await db.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
-                await db.execute("ROLLBACK")
+                await self._rollback()
+                log.error("A write to the database %s failed: %s", self.path, exc)
                 raise StoreError(self._explain(exc)) from None
             except BaseException:
-                await db.execute("ROLLBACK")
+                await self._rollback()
                 raise
+
+    async def _rollback(self) -> None:
+        """Undo the open transaction, if there still is one: after some errors (disk full,
+        I/O) SQLite has rolled back itself, and a second ROLLBACK would fail and hide the
+        error that matters."""
+        db = self._conn
+        if not db.in_transaction:
+            return
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("Rolling back a failed write to the database %s failed too: %s", self.path, exc)
 
     async def quick_check(self) -> list[str]:
         """SQLite's `PRAGMA quick_check` (every page and b-tree, not index contents; linear

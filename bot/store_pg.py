@@ -8,6 +8,7 @@ by a unique key or a conditional UPDATE, which PostgreSQL applies atomically.
 """
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
@@ -16,6 +17,7 @@ import asyncpg
 
 from bot.store import MIGRATIONS, Store, StoreError, Tx
 
+log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\?")
 _ROWCOUNT = re.compile(r"(\d+)$")
 POOL_SIZE = 10
@@ -138,6 +140,7 @@ class PostgresStore(Store):
             async with self._transaction() as conn:
                 return await work(_Transaction(conn))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("A write to the database %s failed: %s: %s", self._where(), type(exc).__name__, exc)
             raise StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.") from None
 
     async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:

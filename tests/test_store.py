@@ -240,3 +240,18 @@ async def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"data is a directory, not a database file\. .*data/mlbot\.sqlite3"):
         async with open_store(str(tmp_path / "data")):
             pass
+
+
+async def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite rolls back by itself on SQLITE_FULL; the store's own ROLLBACK must not then
+    fail and hide the real error. (A small max_page_count stands in for the full disk.)"""
+    async with open_store(str(tmp_path / "full.sqlite3")) as store:
+        pages = (await store._read("PRAGMA page_count"))[0][0]
+        await store._read(f"PRAGMA max_page_count = {pages + 2}")
+        with pytest.raises(StoreError, match=r"full.sqlite3 could not be written: its disk is full"):
+            for n in range(100):
+                await store.mark_done(f"console:u{n}", "course", "c" * 3000, T0)
+        failures = [r for r in caplog.records if r.name == "bot.store"]
+        assert len(failures) == 1 and "database or disk is full" in failures[0].getMessage()
+        await store._read("PRAGMA max_page_count = 1000000")  # space again: the connection is not stuck in a transaction
+        assert await store.mark_done("console:after", "course", "c", T0)
