@@ -4,8 +4,10 @@ The shape follows slack-bolt's own adapters: pure converters (`to_message` here,
 `render` in `adapters.slack_render`) and a thin runner (`build_app`, `serve_slack`).
 Every request is acknowledged first and answered afterwards; Slack's retries of an
 event are dropped by event id before a listener runs (`EventDeduper`); Web API calls
-that get a 429 are retried after `Retry-After` (`make_client`). Decisions about what
-to answer, who may run admin commands and what is personal stay in the core.
+that get a 429 are retried after `Retry-After`, a 5xx once (`make_client`). Over HTTP,
+`http_app` checks the signature before bolt sees a request. Messages written by bots are
+never answered. Decisions about what to answer, who may run admin commands and what is
+personal stay in the core.
 """
 from __future__ import annotations
 
@@ -104,10 +106,9 @@ class ServerErrorRetryHandler(AsyncRetryHandler):
 
     _TRIED = "server_error_retries"
 
-    def __init__(self, sleep: Sleep = asyncio.sleep, backoff: float = SERVER_ERROR_BACKOFF):
+    def __init__(self, sleep: Sleep = asyncio.sleep):
         super().__init__(max_retry_count=1)
         self._sleep = sleep
-        self._backoff = backoff
 
     async def can_retry_async(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[override]
         tried = (state.custom_values or {}).get(self._TRIED, 0)
@@ -117,7 +118,7 @@ class ServerErrorRetryHandler(AsyncRetryHandler):
         values = state.custom_values = state.custom_values or {}
         values[self._TRIED] = values.get(self._TRIED, 0) + 1
         state.next_attempt_requested = True
-        await self._sleep(self._backoff)
+        await self._sleep(SERVER_ERROR_BACKOFF)
 
 
 def retry_handlers(observer: Observer | None = None, sleep: Sleep = asyncio.sleep) -> list[AsyncRetryHandler]:

@@ -1,6 +1,6 @@
 """The Slack adapter end to end: real slack-bolt and slack_sdk against a fake Slack.
 
-HTTP mode is served with `app.web_app()` on 127.0.0.1 and gets signed requests as Slack
+HTTP mode is served with `http_app()` on 127.0.0.1 and gets signed requests as Slack
 sends them; Socket Mode connects to the fake's websocket. Assertions are about what a
 member would see: where the answer lands, who can see it, and that it comes once.
 """
