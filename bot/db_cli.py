@@ -26,7 +26,7 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser]) -> argparse.A
 async def run(db: str, args: argparse.Namespace) -> int:
     if is_postgres(db):
         return await _postgres(db, args.db_command)
-    if not Path(db).exists():
+    if not db.startswith("file:") and not Path(db).exists():  # a `file:` URI: SQLite says
         print(f"There is no database at {db} yet (mlbot creates it on first use).", file=sys.stderr)
         return 1
     async with open_store(db, migrate=False) as store:

@@ -222,6 +222,7 @@ class Store:
 
     path: str
     dialect: str  # "sqlite" or "postgresql", for the rare statement that differs
+    read_only = False  # the database refuses writes: answer from it, record no usage
 
     async def open(self, *, migrate: bool = True, check: bool = False) -> None:
         """Connect and bring the schema up to date (`migrate=False` leaves the database as
@@ -386,6 +387,9 @@ class Store:
     # --- usage and admin --------------------------------------------------------------
 
     async def record_command(self, key: str, command: str, now: dt.datetime) -> None:
+        if self.read_only:  # usage counts are not worth refusing an answer over
+            return
+
         async def work(db: Tx) -> None:
             member = await self._member_id(db, key, now)
             await db.execute("INSERT INTO command_log (member_id, command, at) VALUES (?, ?, ?)", (member, command, iso(now)))
@@ -397,7 +401,7 @@ class Store:
         about (`clarify`), normalised and without who asked, with the intents it came
         closest to: what an editor needs to add the missing example."""
         normal = " ".join(text.lower().split())[:200]
-        if not normal:
+        if not normal or self.read_only:
             return
         near_text = ",".join(near)
 
@@ -480,12 +484,16 @@ class SqliteStore(Store):
     async def open(self, *, migrate: bool = True, check: bool = False) -> None:
         """Connect, set the pragmas, check and migrate. Any failure closes what was opened,
         so no worker thread outlives it (a live one keeps the process from exiting)."""
-        if self.path != ":memory:":
+        if self.path != ":memory:" and not self._is_uri:
             self._prepare_location()
         try:
             self._db = await self._connect()
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._use_wal()
+            self.read_only = await self._refuses_writes()
+            if self.read_only:
+                log.warning("The database %s is read-only: answering from it, saving nothing.", self.path)
+            else:
+                await self._use_wal()
             await self._db.execute("PRAGMA synchronous = FULL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             if check and (problems := await self.quick_check()):
@@ -517,9 +525,30 @@ class SqliteStore(Store):
         open fails, its worker thread reports back after `asyncio.run` may have closed
         the loop ("Event loop is closed"). A connection handed over can't fail to open."""
         conn = await asyncio.to_thread(
-            sqlite3.connect, self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            sqlite3.connect, self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, uri=self._is_uri
         )
         return await aiosqlite.Connection(lambda: conn, iter_chunk_size=64)
+
+    @property
+    def _is_uri(self) -> bool:
+        """`file:` URIs reach SQLite as such, e.g. `file:/data/mlbot.sqlite3?mode=ro`."""
+        return self.path.startswith("file:")
+
+    async def _refuses_writes(self) -> bool:
+        """Whether SQLite won't write here (a read-only file, folder or mount, or `mode=ro`):
+        rewrite the schema version unchanged, and undo it."""
+        db = self._conn
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+            await db.execute(f"PRAGMA user_version = {version}")
+            return False
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname.startswith("SQLITE_READONLY"):
+                return True
+            raise
+        finally:
+            await self._rollback()
 
     async def _use_wal(self) -> None:
         """Switch to WAL. Two processes opening a new file at once make SQLite refuse
@@ -559,6 +588,10 @@ class SqliteStore(Store):
             raise StoreError(
                 f"The database {self.path} was made by a newer mlbot (schema {version}, this one knows {len(MIGRATIONS)}). Upgrade mlbot or use another file."
             )
+        if self.read_only and version < len(MIGRATIONS):
+            raise StoreError(
+                f"The database {self.path} is read-only and needs upgrading (schema {version} to {len(MIGRATIONS)}). Open it writable once, or point MLBOT_DB or --db at an upgraded copy."
+            )
         for number, (_, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -580,6 +613,11 @@ class SqliteStore(Store):
     async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
         """Run `work` in one immediate transaction: all of it lands, or none."""
         db = self._conn
+        if self.read_only:
+            raise StoreError(
+                f"Nothing can be saved right now: the database {self.path} is read-only (reading still works). "
+                "Make it writable, or point MLBOT_DB or --db at a writable copy."
+            )
         async with self._lock:
             try:
                 await db.execute("BEGIN IMMEDIATE")

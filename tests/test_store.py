@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -255,3 +256,63 @@ async def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Pat
         assert len(failures) == 1 and "database or disk is full" in failures[0].getMessage()
         await store._read("PRAGMA max_page_count = 1000000")  # space again: the connection is not stuck in a transaction
         assert await store.mark_done("console:after", "course", "c", T0)
+
+
+
+async def _seeded(path: Path) -> None:
+    async with open_store(str(path)) as store:
+        await store.mark_done("console:ro", "step", "python-fundamentals", T0)
+
+
+async def _answers_reads_and_refuses_writes(target: str, content) -> None:
+    """`progress` and `salary` answer; a write fails with a StoreError that is one sentence,
+    which the member reads as the reply."""
+    from bot.core import Core
+    from bot.messages import Message
+    from bot.replies import render_text
+
+    async with open_store(target) as store:
+        assert store.read_only
+        core = Core(content, store=store)
+        assert "[x] Python fundamentals" in render_text(await core.handle(Message("console", "ro", "progress")))
+        assert "$180,000" in render_text(await core.handle(Message("console", "ro", "salary senior")))
+        with pytest.raises(StoreError, match=r"^Nothing can be saved right now: the database .* is read-only \(reading still works\)\. [^.]*\.$"):
+            await store.mark_done("console:ro", "step", "statistics", T0)
+        refused = await core.handle(Message("console", "ro", "done statistics"))
+        assert refused.command == "error" and "is read-only" in refused.text
+
+
+async def test_a_database_opened_read_only_answers_reads(tmp_path: Path, content) -> None:
+    path = tmp_path / "ro.sqlite3"
+    await _seeded(path)
+    await _answers_reads_and_refuses_writes(f"file:{path}?mode=ro", content)
+    with sqlite3.connect(path) as db:  # nothing was written, not even usage counts
+        assert db.execute("SELECT COUNT(*) FROM command_log").fetchone()[0] == 0
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which file permissions bind: root ignores them unless it
+    drops CAP_DAC_OVERRIDE."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a chmod 444 file stays writable")
+    return ["setpriv", "--bounding-set=-dac_override"]
+
+
+async def test_a_chmod_444_file_answers_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite3"
+    await _seeded(path)
+    path.chmod(0o444)
+
+    def ask(text: str) -> subprocess.CompletedProcess:
+        command = [*_without_root_override(), sys.executable, "-m", "bot", "ask", "--db", str(path), "--user", "ro", text]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    assert "[x] Python fundamentals" in ask("progress").stdout
+    assert "$180,000" in ask("salary senior").stdout
+    refused = ask("done statistics")
+    assert refused.stdout.startswith("Nothing can be saved right now") and "Traceback" not in refused.stderr
+    path.chmod(0o644)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT item_id FROM progress").fetchall() == [("python-fundamentals",)]
