@@ -55,7 +55,9 @@ def iso_time(text: str) -> dt.datetime:
     except (ValueError, OverflowError):
         moment = None
     if moment is None or not EARLIEST <= moment <= LATEST:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO time between years 1 and 9999; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00")
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO time from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00"
+        )
     return moment
 
 
