@@ -56,7 +56,7 @@ def iso_time(text: str) -> dt.datetime:
         moment = None
     if moment is None or not EARLIEST <= moment <= LATEST:
         raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO time from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00"
+            f"'{text}' is not an ISO time from {EARLIEST.date()} to {LATEST.date()}; try 2026-03-30T07:00 (UTC) or 2026-03-30T09:00+02:00"
         )
     return moment
 

@@ -7,7 +7,8 @@ connection and transactions. `SqliteStore` (aiosqlite) is the default: one conne
 does every read and write, so writes never race inside a process; across processes
 `BEGIN IMMEDIATE` plus `busy_timeout` queue writers instead of failing. WAL with
 `synchronous=FULL`: a commit the member saw confirmed survives `kill -9` and power
-loss. `bot.store_pg.PostgresStore` serves `MLBOT_DB=postgresql://...` for replicas.
+loss. A file SQLite won't write (read-only file or mount, `file:...?mode=ro`) is served
+for reading. `bot.store_pg.PostgresStore` serves `MLBOT_DB=postgresql://...` for replicas.
 """
 from __future__ import annotations
 
