@@ -112,7 +112,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("andrew ng course", "course", {"name": "structuring-ml-projects"}),
     ("applied machine learning in python", "course", {"name": "applied-ml-python"}),
     ("cluster analysis course on udemy", "course", {"name": "cluster-analysis"}),
-    ("which course first if I know statistics?", "course", {"background": "math-statistics"}),
+    ("which course first if I know statistics?", "courses", {"background": "math-statistics"}),
     ("best courses for a software engineer", "courses", {"background": "software-engineering"}),
     ("courses for software-engineering", "courses", {"background": "software-engineering"}),
     ("what should I study first as a complete beginner", "next", {}),

@@ -15,19 +15,22 @@ from bot.text import phrase
 from test_content import ROOT, content_dir, edit, problems  # noqa: F401  (fixture)
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
+HELD_OUT = [DEV, ROOT / "tests" / "data" / "test_questions.yaml"]  # dev (tuned against) and test (never looked at)
 
 
-def test_dev_questions_are_never_training_examples(content) -> None:
-    """The dev set measures phrasings the model never saw: no overlap after normalising."""
-    dev = {phrase(item["q"]) for item in yaml.safe_load(DEV.read_text())}
+@pytest.mark.parametrize("path", HELD_OUT, ids=lambda p: p.stem)
+def test_held_out_questions_are_never_training_examples(content, path: Path) -> None:
+    """The held-out sets measure phrasings the model never saw: no overlap after normalising."""
+    held_out = {phrase(item["q"]) for item in yaml.safe_load(path.read_text())}
     examples = {phrase(e.text): intent for intent, items in content.examples().items() for e in items}
-    assert len(dev) >= 150
-    assert not dev & set(examples), sorted(dev & set(examples))[:5]
+    assert len(held_out) >= 150
+    assert not held_out & set(examples), sorted(held_out & set(examples))[:5]
 
 
-def test_dev_questions_name_known_intents(content) -> None:
+@pytest.mark.parametrize("path", HELD_OUT, ids=lambda p: p.stem)
+def test_held_out_questions_name_known_intents(content, path: Path) -> None:
     known = set(content.examples())
-    unknown = [item["intent"] for item in yaml.safe_load(DEV.read_text()) if item["intent"] not in known]
+    unknown = [item["intent"] for item in yaml.safe_load(path.read_text()) if item["intent"] not in known]
     assert not unknown
 
 
