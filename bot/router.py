@@ -29,7 +29,10 @@ from bot.understanding import Decision, IntentModel, decide, features
 FALLBACK = "fallback"
 CLARIFY = "clarify"
 SMALLTALK = "smalltalk"
-_YEARS = re.compile(r"\b(\d{1,2})\+? ?(?:years?|yrs?|yoe|yr)\b")
+_NUMBER_WORDS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}
+_YEARS = re.compile(r"\b(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")\+? ?(?:years?|yrs?|yoe|yr)\b")
 _MAX_PHRASE_WORDS = 6
 _SHORT_COMMAND_LINE = 3  # "help salary", "practice sql": read as typed, whatever else they resemble
 
@@ -167,7 +170,8 @@ class Router:
         joined = " ".join(words)
         for match in _YEARS.finditer(joined):
             position = joined[: match.start()].count(" ")
-            found.append(Entity("years", match.group(1), position, 2, match.group(0)))
+            count = match.group(1)
+            found.append(Entity("years", str(_NUMBER_WORDS.get(count, count)), position, 2, match.group(0)))
             explained.update((position, position + 1))
         return found, explained
 
