@@ -125,6 +125,21 @@ class SalaryNote:
     keywords: tuple[str, ...]
     facts: tuple[Fact, ...]
     source: str | None
+    role: str | None = None  # shown when a member asks about this role's pay
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """The ids handlers fall back on, declared in content so a rename is checked, not a crash."""
+
+    role: str  # roles.yaml: the role a question is about when it names none
+    compare_with: str  # roles.yaml: the second role when a comparison names one
+    region: str  # salaries.yaml: the bands shown with no region, and for regions without figures
+    overview: str | None  # salaries.yaml: the note shown when nothing narrows a salary question
+    hubs: str | None  # salaries.yaml: the note shown beside a tech-hub city
+    section: str  # interview.yaml: the section `interview` shows with none named
+    sequence: str | None  # path.yaml: the sequence `path` shows with none named
+    certification_caveat: str | None  # courses.yaml: the FAQ whose facts qualify every certificate list
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +313,7 @@ class Content:
     smalltalk: dict[str, SmallTalk]
     scope: dict[str, ScopeTopic]
     places: dict[str, Place]  # by phrase of the name
+    defaults: Defaults
 
     def examples(self) -> dict[str, tuple[Example, ...]]:
         """Every free-text intent and its examples: commands by name, `faq:ID`,
@@ -457,6 +473,7 @@ _salary_note = record(
         "keywords": F(list_of(_alias), required=False, default=()),
         "facts": F(_facts),
         "source": _OPTIONAL_SOURCE,
+        "role": F(ref("role"), required=False),
     },
     finish=_with_sources("facts"),
 )
@@ -590,26 +607,29 @@ _scope = record(
 _nudge_text = record(NudgeText, {"id": F(ident("nudge text")), "text": F(text)})
 
 
-def _file(**sections: tuple[Any, bool]):
-    """A file: a mapping of top-level lists. `sections` maps key -> (item spec, required)."""
-    return record(
-        lambda **values: values,
-        {key: F(list_of(spec, min_items=1 if required else 0), required=required, default=()) for key, (spec, required) in sections.items()},
-    )
+def _file(defaults: dict[str, F] | None = None, **sections: tuple[Any, bool]):
+    """A file: a mapping of top-level lists. `sections` maps key -> (item spec, required);
+    `defaults`, when given, are the fields of the file's required `defaults:` mapping."""
+    fields = {key: F(list_of(spec, min_items=1 if required else 0), required=required, default=()) for key, (spec, required) in sections.items()}
+    if defaults is not None:
+        fields["defaults"] = F(record(lambda **values: values, defaults))
+    return record(lambda **values: values, fields)
 
 
 FILES: dict[str, Any] = {
     "sources.yaml": _file(sources=(_source, True)),
-    "roles.yaml": _file(roles=(_role, True), comparisons=(_comparison, False)),
+    "roles.yaml": _file({"role": F(ref("role")), "compare_with": F(ref("role"))}, roles=(_role, True), comparisons=(_comparison, False)),
     "salaries.yaml": _file(
-        levels=(_level, True), regions=(_region, True), bands=(_band, True), notes=(_salary_note, False), places=(_place, False)
+        {"region": F(ref("region")), "overview": F(ref("salary note"), required=False), "hubs": F(ref("salary note"), required=False)},
+        levels=(_level, True), regions=(_region, True), bands=(_band, True), notes=(_salary_note, False), places=(_place, False),
     ),
-    "interview.yaml": _file(sections=(_section, True)),
+    "interview.yaml": _file({"section": F(ref("interview section"))}, sections=(_section, True)),
     "practice.yaml": _file(topics=(_topic, True), questions=(_question, True)),
     "courses.yaml": _file(
-        courses=(_course, True), certifications=(_certification, False), resources=(_resource, False), backgrounds=(_background, False)
+        {"certification_caveat": F(ref("faq"), required=False)},
+        courses=(_course, True), certifications=(_certification, False), resources=(_resource, False), backgrounds=(_background, False),
     ),
-    "path.yaml": _file(steps=(_path_step, True), sequences=(_sequence, False)),
+    "path.yaml": _file({"sequence": F(ref("path sequence"), required=False)}, steps=(_path_step, True), sequences=(_sequence, False)),
     "faq.yaml": _file(faqs=(_faq, True)),
     "nudges.yaml": _file(texts=(_nudge_text, True)),
     "intents.yaml": _file(commands=(_command_intent, True), smalltalk=(_smalltalk, False)),
@@ -686,6 +706,16 @@ def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Co
         smalltalk=by_id(data["intents.yaml"]["smalltalk"]),
         scope=by_id(data["scope.yaml"]["scope"]),
         places={phrase(p.name): p for p in data["salaries.yaml"]["places"]},
+        defaults=Defaults(
+            role=data["roles.yaml"]["defaults"]["role"],
+            compare_with=data["roles.yaml"]["defaults"]["compare_with"],
+            region=data["salaries.yaml"]["defaults"]["region"],
+            overview=data["salaries.yaml"]["defaults"].get("overview"),
+            hubs=data["salaries.yaml"]["defaults"].get("hubs"),
+            section=data["interview.yaml"]["defaults"]["section"],
+            sequence=data["path.yaml"]["defaults"].get("sequence"),
+            certification_caveat=data["courses.yaml"]["defaults"].get("certification_caveat"),
+        ),
     )
     ctx.problems.extend(_duplicate_examples(content))
     if ctx.problems:

@@ -208,9 +208,8 @@ def _say(content: "Content", text_id: str, **values: Any) -> str | None:
 
 
 def tip_pool(content: "Content") -> list[tuple[str, str | None]]:
-    """(text, source id) of the interview tips nudges rotate through: the `tips` section,
-    else every interview section's facts."""
-    sections = [content.sections["tips"]] if "tips" in content.sections else list(content.sections.values())
+    """(text, source id) of the interview tips nudges rotate through: the default section's."""
+    sections = [content.sections[content.defaults.section]]
     return [(fact.text, fact.source) for section in sections for fact in getattr(section, "facts", ())]
 
 

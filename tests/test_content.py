@@ -144,3 +144,24 @@ async def test_admin_reload_reads_the_directory_the_bot_started_from(content_dir
     refused = render_text(await core.handle(Message("console", "a", "reload", is_admin=True)))
     assert "not reloaded" in refused and "courses.yaml" in refused
     assert core.content.courses["structuring-ml-projects"].rating == 9.9
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("salaries.yaml", "  - id: us\n", "  - id: usa\n", "unknown region 'us'"),
+        ("interview.yaml", "  - id: tips\n", "  - id: advice\n", "unknown interview section 'tips'"),
+        ("roles.yaml", "  - id: data-scientist\n", "  - id: datascientist\n", "unknown role 'data-scientist'"),
+        ("path.yaml", "  - id: six-step\n", "  - id: six-steps\n", "unknown path sequence 'six-step'"),
+    ],
+)
+def test_renaming_a_default_is_a_file_line_error_not_a_crash(content_dir: Path, file: str, old: str, new: str, expected: str) -> None:
+    """The ids handlers fall back on are declared under `defaults:`; renaming one is caught."""
+    edit(content_dir / file, old, new)
+    found = problems(content_dir)
+    assert any(expected in p and f"{file}:" in p for p in found), found
+
+
+def test_defaults_are_required(content_dir: Path) -> None:
+    edit(content_dir / "interview.yaml", "defaults:\n  section: tips", "")
+    assert any("interview.yaml" in p and "defaults" in p for p in problems(content_dir))

@@ -14,7 +14,6 @@ from bot.text import money, quote
 if TYPE_CHECKING:
     from bot.core import Core, Request
 
-DEFAULT_ROLE = "ml-engineer"
 
 
 def facts_reply(title: str, facts: tuple[Fact, ...], content: Content, **kw: object) -> Reply:
@@ -59,13 +58,14 @@ async def role(req: "Request") -> Reply:
 async def compare(req: "Request") -> Reply:
     c = req.content
     ids = list(dict.fromkeys(req.route.ids("role") or [req.args[k] for k in ("first", "second") if k in req.args]))
-    if ids == [DEFAULT_ROLE]:  # "ML engineers at startups vs big companies": the role itself answers
-        req.args["name"] = DEFAULT_ROLE
+    default, partner = c.defaults.role, c.defaults.compare_with
+    if ids == [default]:  # "ML engineers at startups vs big companies": the role itself answers
+        req.args["name"] = default
         return await role(req)
     if len(ids) == 1:
-        ids = [DEFAULT_ROLE, ids[0]] if ids[0] != DEFAULT_ROLE else [DEFAULT_ROLE, "data-scientist"]
+        ids = [default, ids[0]]
     if not ids:
-        ids = [DEFAULT_ROLE, "data-scientist"]
+        ids = [default, partner]
     fields: list[Field] = []
     sources: list[str] = []
     for table in c.comparisons:
@@ -126,15 +126,14 @@ def _coverage(req: "Request", c: Content, region_ids: list[str], note_ids: list[
             region_ids.append(place.region)
             said.append(f"The articles give no figures for {place.name}; these are their {c.regions[place.region].name} figures.")
         else:
-            said.append(f"The articles give no figures for {place.name}; the US bands for reference.")
-        if place.hub and "hubs" in c.salary_notes:
-            note_ids.append("hubs")
-    others = [r for r in req.route.ids("role") if r != DEFAULT_ROLE]
-    if others and DEFAULT_ROLE not in req.route.ids("role"):
+            said.append(f"The articles give no figures for {place.name}; the {c.regions[c.defaults.region].name} bands for reference.")
+        if place.hub and c.defaults.hubs:
+            note_ids.append(c.defaults.hubs)
+    others = [r for r in req.route.ids("role") if r != c.defaults.role]
+    if others and c.defaults.role not in req.route.ids("role"):
         names = ", ".join(c.roles[r].name.lower() for r in others)
         said.append(f"The articles give no salary figures for {names}; what they say about ML engineer pay:")
-        if "data-scientist" in others and "vs-data-scientist" in c.salary_notes and "vs-data-scientist" not in note_ids:
-            note_ids.append("vs-data-scientist")
+        note_ids.extend(n.id for n in c.salary_notes.values() if n.role in others and n.id not in note_ids)
     return said
 
 
@@ -150,18 +149,19 @@ async def salary(req: "Request") -> Reply:
         if level_ids:
             names = " / ".join(c.levels[l].name for l in level_ids)
             preface.append(f"{years} years of experience falls in: {names}" + (" (the articles draw the line differently)." if len(level_ids) > 1 else "."))
-    region = c.regions[region_ids[0]] if region_ids else c.regions["us"]
+    region = c.regions[region_ids[0]] if region_ids else c.regions[c.defaults.region]
     band_region = region.bands_from or region.id
     shown_facts: list[Fact] = list(region.facts)
     for note_id in dict.fromkeys(note_ids):
         shown_facts.extend(c.salary_notes[note_id].facts)
     if not level_ids and not region_ids and not note_ids and years is None:
-        shown_facts[:0] = c.salary_notes["overview"].facts if "overview" in c.salary_notes else ()
+        shown_facts[:0] = c.salary_notes[c.defaults.overview].facts if c.defaults.overview else ()
     bands = [b for b in c.bands if b.region == band_region and (not level_ids or b.level in level_ids)]
     reference = ""
     if not bands:
-        bands = [b for b in c.bands if b.region == "us" and (not level_ids or b.level in level_ids)]
-        reference = f"The articles give no {region.name} figures; the US bands for reference:"
+        fallback = c.regions[c.defaults.region]
+        bands = [b for b in c.bands if b.region == (fallback.bands_from or fallback.id) and (not level_ids or b.level in level_ids)]
+        reference = f"The articles give no {region.name} figures; the {fallback.name} bands for reference:"
     by_level: dict[str, list[Band]] = defaultdict(list)
     for band in bands:
         by_level[band.level].append(band)
@@ -183,7 +183,7 @@ QUESTION_SECTION = "question"
 
 async def interview(req: "Request") -> Reply:
     c = req.content
-    section_id = req.args.get("section") or "tips"
+    section_id = req.args.get("section") or c.defaults.section
     asked_for_question = {"question", "questions", "quiz"} & set(req.message.text.lower().split())
     if section_id == QUESTION_SECTION or asked_for_question:
         return interview_question(req)
@@ -271,7 +271,7 @@ async def courses(req: "Request") -> Reply:
 async def certifications(req: "Request") -> Reply:
     c = req.content
     certs = list(c.certifications.values())
-    caveat = c.faqs["projects-importance"].facts if "projects-importance" in c.faqs else ()  # certificates alone are not enough
+    caveat = c.faqs[c.defaults.certification_caveat].facts if c.defaults.certification_caveat else ()  # certificates alone are not enough
     return Reply(
         title="Certifications that can boost your career",
         items=tuple(x.name for x in certs),
@@ -293,7 +293,7 @@ async def resources(req: "Request") -> Reply:
 async def path(req: "Request") -> Reply:
     c = req.content
     sequence_id = req.args.get("sequence")
-    if sequence_id and sequence_id != "six-step":
+    if sequence_id and sequence_id != c.defaults.sequence:
         seq = next(s for s in c.sequences if s.id == sequence_id)
         return Reply(title=seq.title, items=seq.steps, sources=c.titles(seq.source))
     serving: dict[str, list[str]] = defaultdict(list)
@@ -305,7 +305,7 @@ async def path(req: "Request") -> Reply:
         if serving[step.id]:
             line += f" Courses: {', '.join(serving[step.id])}."
         items.append(line)
-    others = ", ".join(f"`path {s.id}`" for s in c.sequences if s.id != "six-step")
+    others = ", ".join(f"`path {s.id}`" for s in c.sequences if s.id != c.defaults.sequence)
     return Reply(
         title="The learning path to ML engineer",
         items=tuple(items),
