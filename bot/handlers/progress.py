@@ -97,7 +97,7 @@ async def next_step(req: "Request") -> Reply:
     step = c.path_steps[step_id]
     fields = [Field("This week (the project's suggestion, not from the articles)", step.this_week)]
     if course_ids:
-        fields.append(Field("A course for it", "\n".join(f"{c.courses[x].title} ({c.courses[x].provider}, rated {c.courses[x].rating:g})" for x in course_ids)))
+        fields.append(Field("A course for it" if len(course_ids) == 1 else "Courses for it", "\n".join(f"{c.courses[x].title} ({c.courses[x].provider}, rated {c.courses[x].rating:g})" for x in course_ids)))
     return Reply(
         title=f"Next: {step.name}",
         text=step.description,
@@ -305,11 +305,16 @@ async def practice_stats(req: "Request") -> Reply:
 # --- privacy --------------------------------------------------------------------------
 
 
+def export_json(data: dict) -> str:
+    """A member's stored rows as `mydata` shows them and `mlbot data export` prints them."""
+    return json.dumps(data, indent=1, default=str, ensure_ascii=False)
+
+
 async def mydata(req: "Request") -> Reply:
     data = await req.store.export(req.member)
     if not data:
         return Reply(text="I have nothing stored about you.", ephemeral=True)
-    return Reply(title="Everything stored about you", text=json.dumps(data, indent=1, default=str), footer="`forget me` deletes it all.", ephemeral=True)
+    return Reply(title="Everything stored about you", text=export_json(data), footer="`forget me` deletes it all.", ephemeral=True)
 
 
 async def forget(req: "Request") -> Reply:
@@ -322,7 +327,8 @@ async def forget(req: "Request") -> Reply:
         return Reply(text="Okay, nothing was deleted.", ephemeral=True)
     await req.store.set_pending_action(req.member, "forget")
     return Reply(
-        text="This deletes your progress, practice history, streak and settings for good. Reply `yes` to confirm or `no` to keep them.",
+        text="This deletes your progress, practice history, streak, settings and the questions I couldn't answer you for good. "
+        "Reply `yes` to confirm or `no` to keep them.",
         actions=(Action("Yes, delete everything", "forget yes", "danger"), Action("No, keep it", "forget no")),
         ephemeral=True,
     )
