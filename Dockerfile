@@ -9,10 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 # The package, installed like any user would (not editable); the sources go afterwards.
+# [all]: the image runs whichever platforms the environment has tokens for, on SQLite or PostgreSQL.
 COPY pyproject.toml README.md /src/
 COPY bot /src/bot
 COPY adapters /src/adapters
-RUN pip install --no-cache-dir /src && rm -rf /src
+RUN pip install --no-cache-dir '/src[all]' && rm -rf /src
 
 # A non-root user that can write only its home and /data.
 RUN useradd --create-home --uid 10001 --user-group mlbot \

@@ -164,7 +164,8 @@ def test_image_installs_the_package_as_pyproject_describes_it():
     """`pip install --no-cache-dir` gets pyproject.toml, its readme and every package it lists."""
     installs = [i for i in of("RUN") if "pip install" in i.args]
     assert len(installs) == 1 and "--no-cache-dir" in installs[0].args and " -e " not in installs[0].args
-    target = shlex.split(installs[0].args.split("pip install", 1)[1].split("&&")[0])[-1]
+    target, extras = re.fullmatch(r"(.*?)(\[.*\])?", shlex.split(installs[0].args.split("pip install", 1)[1].split("&&")[0])[-1]).groups()
+    assert extras == "[all]"  # every platform and PostgreSQL: the image runs what its environment sets
     target = str(PurePosixPath(installs[0].workdir) / target)
     assert image_path("pyproject.toml") == f"{target}/pyproject.toml"
     assert image_path(PYPROJECT["project"]["readme"]) == f"{target}/{PYPROJECT['project']['readme']}"
@@ -354,5 +355,7 @@ def test_compose_passes_tokens_through_from_the_environment(shell, platforms):
 
 
 def test_the_image_installs_the_postgresql_driver_compose_needs():
-    """compose.yaml selects PostgreSQL, so the package (installed as is in the image) must depend on its driver."""
-    assert any(re.match(r"asyncpg\b", dep) for dep in PYPROJECT["project"]["dependencies"])
+    """compose.yaml selects PostgreSQL, so the `[all]` the image installs must bring its driver."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert any(re.match(r"asyncpg\b", dep) for dep in extras["postgres"])
+    assert extras["all"] == ["mlbot[discord,slack,postgres]"]
