@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from adapters.supervisor import ServiceStatus, State
 from bot.observe import Observer
 
 HealthCheck = Callable[[], Awaitable[bool]]
@@ -47,14 +48,29 @@ class PrometheusObserver(Observer):
         self.limited.labels(platform).inc()
 
 
-def ops_app(observer: PrometheusObserver, checks: Mapping[str, HealthCheck]) -> web.Application:
-    """`/healthz`: 200 when every check passes, else 503, with each check's result as JSON.
-    `/metrics`: the Prometheus text format."""
+def ops_app(observer: PrometheusObserver, checks: Mapping[str, HealthCheck],
+            services: Mapping[str, Callable[[], ServiceStatus]] | None = None) -> web.Application:
+    """`/healthz`: the checks' results and the supervised services' states as JSON;
+    `/metrics`: the Prometheus text format.
+
+    A check named after a service (`discord`, `slack`) is that service's own: its failing,
+    like the service restarting after an error, makes the status "degraded" and the answer
+    still 200, because the process keeps serving the other platforms and a liveness probe
+    should not restart it over one (the supervisor is already restarting that service).
+    Any other failing check (the database, which every service needs) makes it
+    "unhealthy" and 503."""
+    services = services or {}
 
     async def healthz(request: web.Request) -> web.Response:
         results = {name: await _run_check(check) for name, check in checks.items()}
-        status = 200 if all(results.values()) else 503
-        body = {"status": "ok" if status == 200 else "unhealthy", "checks": {k: "ok" if v else "failing" for k, v in results.items()}}
+        states = {name: service_health(read(), results.get(name, True)) for name, read in services.items()}
+        if not all(ok for name, ok in results.items() if name not in services):
+            status, word = 503, "unhealthy"
+        else:
+            status, word = 200, "ok" if all(entry["status"] == "ok" for entry in states.values()) else "degraded"
+        body: dict[str, object] = {"status": word, "checks": {k: "ok" if v else "failing" for k, v in results.items()}}
+        if states:
+            body["services"] = states
         return web.json_response(body, status=status)
 
     async def metrics(request: web.Request) -> web.Response:
@@ -64,6 +80,19 @@ def ops_app(observer: PrometheusObserver, checks: Mapping[str, HealthCheck]) -> 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def service_health(status: ServiceStatus, check_ok: bool) -> dict[str, object]:
+    """A service is "restarting" after an error, "failing" while running with its own check
+    failing (connecting, reconnecting), else "ok"; the last error is shown until it is ok."""
+    if status.state is State.RESTARTING:
+        word = "restarting"
+    else:
+        word = "ok" if check_ok else "failing"
+    entry: dict[str, object] = {"status": word, "restarts": status.restarts}
+    if word != "ok" and status.error:
+        entry["error"] = status.error
+    return entry
 
 
 async def _run_check(check: HealthCheck) -> bool:
@@ -85,8 +114,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # as a filter left it: the token redactors rewrite it
+            entry["traceback"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 

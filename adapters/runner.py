@@ -1,5 +1,6 @@
 """`mlbot run`: every platform whose credentials are set, the nudge scheduler, and the
-operations endpoint, in one process; SIGTERM or Ctrl-C stops them cleanly.
+operations endpoint, in one process; a service that fails is started again (see
+`adapters.supervisor`) while the others keep serving; SIGTERM or Ctrl-C stops them all.
 """
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
+from adapters.supervisor import ServiceStatus, Sleep, Start, Supervisor
 from bot import nudges
 from bot.core import Core, utc_now
 from bot.delivery import DirectSender
@@ -29,32 +33,38 @@ def state_dir(settings: Settings) -> Path:
     return user_data_path("mlbot", appauthor=False)
 
 
-async def run_platforms(core: Core, settings: Settings) -> None:
-    services: dict[str, Awaitable[None]] = {}
+async def run_platforms(core: Core, settings: Settings, *, sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+    """Each service runs under its own `Supervisor`: one that fails is started again
+    after a backoff (`sleep` and `clock` time it) while the others keep serving."""
+    services: dict[str, Start] = {}
     senders: list[DirectSender] = []
     checks: dict[str, Callable[[], Awaitable[bool]]] = {"database": core.store.ping} if core.store else {}
     if "discord" in settings.platforms:
-        from adapters.discord_app import DiscordSender, build_client, serve_discord
+        from adapters.discord_service import DiscordService
 
         folder = state_dir(settings)
         folder.mkdir(parents=True, exist_ok=True)
-        client = build_client(core, settings, sync_state_dir=folder)
-        senders.append(DiscordSender(client))
-        services["discord"] = serve_discord(core, settings, sync_state_dir=folder, client=client)
-        checks["discord"] = _async(lambda: client.is_ready() and not client.is_closed())
+        discord = DiscordService(core, settings, sync_state_dir=folder)
+        senders.append(discord)
+        services["discord"] = discord.run
+        checks["discord"] = discord.ready
     if "slack" in settings.platforms:
         from adapters.slack_app import SlackSender, make_client, serve_slack
 
         slack_client = make_client(settings.slack_bot_token, base_url=settings.slack_api_url, observer=core.observer)
         senders.append(SlackSender(slack_client))
         checks["slack"] = _async(lambda: False)  # until serve_slack is connected or listening
-        services["slack"] = serve_slack(core, settings, client=slack_client, health=checks)
+        services["slack"] = lambda: serve_slack(core, settings, client=slack_client, health=checks)
     if core.store is not None and senders:
-        services["nudges"] = nudges.serve(core.store, lambda: core.content, senders, utc_now, observer=core.observer)
+        store = core.store
+        services["nudges"] = lambda: nudges.serve(store, lambda: core.content, senders, utc_now, observer=core.observer)
+    scrub = _scrubber(settings)
+    supervisors = {name: Supervisor(name, start, sleep=sleep, clock=clock, scrub=scrub) for name, start in services.items()}
     if settings.http_port is not None:
-        services["ops"] = _serve_ops(core, settings.http_port, checks)
-    log.info("starting: %s", ", ".join(services))
-    await _run_until_stopped(services, core)
+        port, statuses = settings.http_port, {name: s.status for name, s in supervisors.items()}
+        supervisors["ops"] = Supervisor("ops", lambda: _serve_ops(core, port, checks, statuses), sleep=sleep, clock=clock, scrub=scrub)
+    log.info("starting: %s", ", ".join(supervisors))
+    await _run_until_stopped(supervisors.values(), core)
 
 
 def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -64,14 +74,29 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return run
 
 
-async def _serve_ops(core: Core, port: int, checks: dict[str, Callable[[], Awaitable[bool]]]) -> None:
+def _scrubber(settings: Settings) -> Callable[[str], str]:
+    """Replaces the tokens and the database password in error text."""
+    password = urlsplit(settings.db).password if "://" in settings.db else None
+    candidates = (settings.discord_token, settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret, password)
+    secrets = [secret for secret in candidates if secret]
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    return scrub
+
+
+async def _serve_ops(core: Core, port: int, checks: dict[str, Callable[[], Awaitable[bool]]],
+                     services: Mapping[str, Callable[[], ServiceStatus]]) -> None:
     from aiohttp import web
 
     from adapters.ops import PrometheusObserver, ops_app
 
     if not isinstance(core.observer, PrometheusObserver):
         raise RuntimeError("the ops endpoint needs the Prometheus observer")
-    runner = web.AppRunner(ops_app(core.observer, checks))
+    runner = web.AppRunner(ops_app(core.observer, checks, services))
     await runner.setup()
     try:
         await web.TCPSite(runner, "0.0.0.0", port).start()
@@ -81,25 +106,28 @@ async def _serve_ops(core: Core, port: int, checks: dict[str, Callable[[], Await
         await runner.cleanup()
 
 
-async def _run_until_stopped(services: dict[str, Awaitable[None]], core: Core) -> None:
-    """Run every service; the first to fail, or SIGTERM/SIGINT, stops them all: replies
-    being produced get STOP_GRACE seconds to finish, then the services are cancelled
-    (which closes the Discord client and drains the Slack server)."""
+async def _run_until_stopped(supervisors: Iterable[Supervisor], core: Core) -> None:
+    """Run every supervised service until SIGTERM/SIGINT (or, should it ever happen, a
+    supervisor itself ending): replies being produced get STOP_GRACE seconds to finish,
+    then the services are cancelled (which closes the Discord client and drains the
+    Slack server). Cancelling this cancels them at once."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stopping.set)
-    tasks = {asyncio.create_task(service, name=name): name for name, service in services.items()}
+    tasks = {asyncio.create_task(s.run(), name=s.name): s.name for s in supervisors}
     waiter = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not waiter and task.exception() is not None:
-            log.error("%s stopped: %s", tasks[task], task.exception())
-    log.info("stopping: finishing the replies in flight")
-    if not await core.drain(STOP_GRACE):
-        log.warning("some replies were still running after %g s", STOP_GRACE)
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks, timeout=STOP_GRACE)
-    waiter.cancel()
+    try:
+        done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {waiter}:
+            log.error("%s supervisor stopped: %s", tasks[task], "cancelled" if task.cancelled() else task.exception())
+        log.info("stopping: finishing the replies in flight")
+        if not await core.drain(STOP_GRACE):
+            log.warning("some replies were still running after %g s", STOP_GRACE)
+    finally:  # also when this is cancelled: no service outlives the runner
+        waiter.cancel()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE)
