@@ -7,7 +7,7 @@ from typing import TextIO
 
 from bot.core import Core
 from bot.messages import Message
-from bot.replies import Action, render_text
+from bot.replies import Action, render_attachments_text, render_text
 
 PROMPT = "you> "
 GOODBYE = ("quit", "exit", "bye", ":q")
@@ -37,4 +37,6 @@ async def chat(core: Core, user: str, *, is_admin: bool = False, stdin: TextIO |
         reply = await core.handle(Message("console", user, text, is_admin=is_admin))
         options = reply.actions
         stdout.write(render_text(reply) + "\n\n")
+        if reply.attachments:
+            stdout.write(render_attachments_text(reply) + "\n\n")
         stdout.flush()

@@ -13,13 +13,15 @@ Runner rules kept here:
 - buttons are one `DynamicItem` whose `custom_id` carries the command (numbered when one
   message repeats a command), registered at startup, so buttons sent before a restart
   still work;
-- every send uses `AllowedMentions.none()`; any exception gives the member an apology with
+- every send uses `AllowedMentions.none()` and carries the reply's files (a chart, a data
+  export) on its first message; any exception gives the member an apology with
   an error id and logs the traceback under that id; tokens are redacted from log records.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import re
@@ -73,8 +75,13 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID
         await client.answer_click(interaction, self.command)
 
 
-def page_kwargs(page: Page) -> dict[str, Any]:
+def page_kwargs(page: Page, *, edit: bool = False) -> dict[str, Any]:
+    """Keyword arguments for sending `page`; `edit` for an edit, which names files `attachments`."""
     kwargs: dict[str, Any] = {"embeds": page.embeds, "allowed_mentions": NO_MENTIONS}
+    if page.files:  # a discord.File is read once: build them for each send
+        kwargs["attachments" if edit else "files"] = [
+            discord.File(io.BytesIO(a.data), filename=a.filename, description=a.description or None) for a in page.files
+        ]
     if page.buttons:
         view = discord.ui.View(timeout=None)
         for button in page.buttons:
@@ -201,7 +208,7 @@ class MlBotClient(discord.Client):
         elif placeholder is None:
             await interaction.followup.send(**page_kwargs(first), ephemeral=private)
         elif placeholder == private:
-            await interaction.edit_original_response(**page_kwargs(first))
+            await interaction.edit_original_response(**page_kwargs(first, edit=True))
         else:  # a public placeholder must not turn into a private answer, or back
             await interaction.delete_original_response()
             await interaction.followup.send(**page_kwargs(first), ephemeral=private)

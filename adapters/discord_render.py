@@ -4,7 +4,9 @@ A reply becomes one or more `Page`s (one Discord message each). The answer is sp
 many embeds and fields as it needs between whole lines (a help entry or a bullet is never cut
 after its ":"), and a single line longer than the limit at sentence boundaries; embeds are
 packed into messages under the 6,000-character and 10-embed caps, and buttons ride on the
-last page.
+last page. Attachments ride on the first page, the first image shown inside its last embed
+(`attachment://NAME`); a reply whose text is in a file (a data export) sends the file
+instead of the text.
 Every string is run through `escape_mentions` as a second guard behind
 `allowed_mentions=none`, so an `@everyone` typed by a member never comes back live, and
 every bare link is shown as code: the core sends no links of its own, so a link is a
@@ -14,11 +16,11 @@ it clickable. `bot.text.quote` strips backticks, so quoted text cannot close the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import discord
 
-from bot.replies import Action, Reply, split_text
+from bot.replies import Action, Attachment, Reply, split_text
 
 TITLE = 256
 DESCRIPTION = 4096
@@ -31,6 +33,7 @@ EMBEDS = 10
 BUTTONS = 25  # 5 rows of 5
 BUTTON_LABEL = 80
 CUSTOM_ID = 100
+ATTACHMENT_DESCRIPTION = 1024  # a file's alt text
 # `mlbot:<command>`; a later button with the same command in one message is
 # `mlbot.<n>:<command>` (n its position), as Discord refuses a message with two equal ids.
 CUSTOM_ID_TEMPLATE = r"mlbot(?:\.\d+)?:(?P<command>.+)"
@@ -55,10 +58,11 @@ class Button:
 
 @dataclass
 class Page:
-    """One Discord message: its embeds and, on the last page only, its buttons."""
+    """One Discord message: its embeds, on the first page its files, on the last page its buttons."""
 
     embeds: list[discord.Embed]
     buttons: tuple[Button, ...] = field(default=())
+    files: tuple[Attachment, ...] = field(default=())
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -98,7 +102,7 @@ def _buttons(actions: tuple[Action, ...]) -> tuple[list[Button], list[Action]]:
 def render(reply: Reply) -> list[Page]:
     buttons, as_text = _buttons(reply.actions)
     title, *title_rest = split_text(_clean(reply.title), TITLE) if reply.title else [""]
-    parts = [*title_rest, _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
+    parts = [*title_rest, "" if reply.text_in_file else _clean(reply.text), "\n".join(f"• {_clean(i)}" for i in reply.items), _clean(reply.footer)]
     if as_text:
         parts.append("Options: " + " | ".join(f"{_clean(a.label)} (`{discord.utils.escape_mentions(a.command)}`)" for a in as_text))
     body = "\n\n".join(p for p in parts if p.strip())
@@ -116,7 +120,18 @@ def render(reply: Reply) -> list[Page]:
             embed.set_footer(text=f"Part {n} of {len(embeds)}")
     pages = _pack(embeds)
     pages[-1].buttons = tuple(buttons)
+    pages[0].files = tuple(_attachment(a) for a in reply.attachments)
+    image = next((a for a in reply.attachments if a.content_type.startswith("image/")), None)
+    if image is not None:
+        pages[0].embeds[-1].set_image(url=f"attachment://{image.filename}")
     return pages
+
+
+def _attachment(attachment: Attachment) -> Attachment:
+    """The attachment with its alt text within Discord's limit."""
+    if len(attachment.description) <= ATTACHMENT_DESCRIPTION:
+        return attachment
+    return replace(attachment, description=attachment.description[: ATTACHMENT_DESCRIPTION - 1] + "…")
 
 
 def split_lines(text: str, limit: int) -> list[str]:

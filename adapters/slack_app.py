@@ -6,7 +6,9 @@ Every request is acknowledged first and answered afterwards; Slack's retries of 
 event are dropped by event id before a listener runs (`EventDeduper`); Web API calls
 that get a 429 are retried after `Retry-After`, a 5xx once (`make_client`). Over HTTP,
 `http_app` checks the signature before bolt sees a request. Messages written by bots are
-never answered. Decisions about what to answer, who may run admin commands and what is
+never answered. A reply's files (a chart, a data export) are uploaded after its messages,
+into the same thread when the answer is public there, else into the member's DM (files
+cannot be ephemeral); a failed upload is logged, the answer already went out. Decisions about what to answer, who may run admin commands and what is
 personal stay in the core.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -40,12 +42,12 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home
+from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home, upload
 from bot.core import Core, apology, utc_now
 from bot.delivery import Delivery
 from bot.messages import Message
 from bot.observe import Observer
-from bot.replies import Reply
+from bot.replies import Attachment, Reply
 from bot.settings import Settings
 from bot.store import Store
 
@@ -249,9 +251,32 @@ class Target(Protocol):
     async def send(self, reply: Reply) -> None: ...
 
 
+async def upload_files(client: AsyncWebClient, channel: str, attachments: tuple[Attachment, ...], thread_ts: str | None = None) -> bool:
+    """Upload `attachments` into `channel` (under `thread_ts`) with files_upload_v2
+    (files.getUploadURLExternal, the upload, files.completeUploadExternal). False, logged,
+    when Slack refuses (no `files:write` scope, the bot not in the channel)."""
+    if not attachments:
+        return True
+    try:
+        await client.files_upload_v2(file_uploads=[upload(a) for a in attachments], channel=channel, thread_ts=thread_ts)
+    except SlackClientError as exc:
+        reason = _api_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+        log.warning("could not upload %s to %s (%s)", ", ".join(a.filename for a in attachments), channel, reason)
+        return False
+    return True
+
+
+async def upload_to_dm(client: AsyncWebClient, user: str, attachments: tuple[Attachment, ...]) -> bool:
+    if not attachments:
+        return True
+    channel = (await client.conversations_open(users=user))["channel"]["id"]
+    return await upload_files(client, channel, attachments)
+
+
 @dataclass(frozen=True)
 class ChannelTarget:
-    """A channel thread or a DM. Personal replies go ephemeral unless the channel is a DM."""
+    """A channel thread or a DM. Personal replies go ephemeral unless the channel is a DM
+    (and their files to the DM)."""
 
     client: AsyncWebClient
     channel: str
@@ -263,29 +288,40 @@ class ChannelTarget:
         where: dict[str, Any] = {"channel": self.channel}
         if self.thread_ts:
             where["thread_ts"] = self.thread_ts
-        for part in render(reply):
-            if reply.ephemeral and not self.private:
+        ephemeral = reply.ephemeral and not self.private
+        for part in render(reply, files_in_dm=ephemeral):
+            if ephemeral:
                 await self.client.chat_postEphemeral(user=self.user, **where, **part)
             else:
                 await self.client.chat_postMessage(**where, **part)
+        if ephemeral:
+            await upload_to_dm(self.client, self.user, reply.attachments)
+        else:
+            await upload_files(self.client, self.channel, reply.attachments, self.thread_ts)
 
 
 @dataclass(frozen=True)
 class ResponseUrlTarget:
     """The `response_url` of a slash command or a click: works in any channel, even
     where the bot is not a member; personal replies are ephemeral. Retried as the Web
-    API client is (its `retry_handlers`)."""
+    API client is (its `retry_handlers`). Files go into `channel` for a public answer
+    (the member's DM when the bot may not post there), else into the member's DM."""
 
     url: str
-    retry_handlers: list[AsyncRetryHandler]
+    client: AsyncWebClient
+    user: str
+    channel: str | None = None
 
     async def send(self, reply: Reply) -> None:
-        hook = AsyncWebhookClient(self.url, retry_handlers=self.retry_handlers)
+        hook = AsyncWebhookClient(self.url, retry_handlers=self.client.retry_handlers)
         visibility = {"response_type": "ephemeral" if reply.ephemeral else "in_channel", "replace_original": False}
-        for part in render(reply):
+        public = not reply.ephemeral and self.channel is not None
+        for part in render(reply, files_in_dm=not public):
             response = await hook.send_dict({**part, **visibility})
             if response.status_code != 200:
                 raise RuntimeError(f"response_url answered {response.status_code}: {response.body[:200]}")
+        if not (public and self.channel and await upload_files(self.client, self.channel, reply.attachments)):
+            await upload_to_dm(self.client, self.user, reply.attachments)
 
 
 @dataclass(frozen=True)
@@ -335,14 +371,16 @@ class _Listeners:
 
     async def command(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        await self._answer(body, context, ResponseUrlTarget(body["response_url"], self.client.retry_handlers))
+        target = ResponseUrlTarget(body["response_url"], self.client, body["user_id"], body.get("channel_id"))
+        await self._answer(body, context, target)
 
     async def button(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
         team, user = member_ids(body)
         from_home = (body.get("container") or {}).get("type") == "view"
         url = body.get("response_url")
-        target: Target = ResponseUrlTarget(url, self.client.retry_handlers) if url and not from_home else DirectTarget(self.client, user)
+        channel = (body.get("channel") or {}).get("id")
+        target: Target = ResponseUrlTarget(url, self.client, user, channel) if url and not from_home else DirectTarget(self.client, user)
         await self._answer(body, context, target)
         if from_home:
             await self._refresh_home(team, user)
@@ -487,6 +525,7 @@ class SlackSender:
             for part in render(reply):
                 await self.client.chat_postMessage(channel=channel, **part)
                 sent += 1
+            await upload_files(self.client, channel, reply.attachments)
         except SlackApiError as exc:
             outcome = Delivery.DMS_CLOSED if _api_error(exc) in DMS_CLOSED_ERRORS else Delivery.TRANSIENT
             log.warning("DM to %s failed (%s, HTTP %s): %s", user, _api_error(exc), exc.response.status_code, outcome.value)

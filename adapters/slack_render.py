@@ -7,7 +7,10 @@ blocks, always at paragraph, line or sentence boundaries (`bot.replies.split_tex
 Every string that reaches a `mrkdwn` field is escaped, so member or content text can
 never become a ping (`<!channel>`, `<@U1>`) or a link; `plain_text` fields (header,
 buttons) are never parsed for mentions by Slack. A button carries its command line as its
-value; one too long for a value is offered as text to type instead.
+value; one too long for a value is offered as text to type instead. Attachments are
+uploaded by the app after the messages (`upload`); a reply whose text is in a file (a data
+export) names the file instead of sending the text, since Slack refuses messages whose
+blocks carry more than about 12,000 characters.
 
 `plain_text(text)` goes the other way: Slack's markup in what a member wrote
 (`<@U1|ann>`, `<!here>`, `<https://x|label>`, `&amp;`) becomes plain words for the
@@ -18,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.replies import Action, Reply, split_text
+from bot.replies import Action, Attachment, Reply, split_text
 
 SECTION_LIMIT = 3000  # characters of a section's text
 CONTEXT_LIMIT = 2000  # characters of one context element
@@ -29,6 +32,7 @@ BUTTONS_PER_BLOCK = 25  # elements of an actions block
 BUTTON_LABEL_LIMIT = 75  # characters of a button's plain text
 BUTTON_VALUE_LIMIT = 2000  # characters of a button's value, the command line it sends back
 FALLBACK_LIMIT = 150  # the notification text; the blocks carry the answer
+ALT_TEXT_LIMIT = 1000  # characters of a file's alt text
 ACTION_PREFIX = "mlbot:"
 
 Block = dict[str, Any]
@@ -66,10 +70,12 @@ def plain_text(text: str, bot_user_id: str | None = None) -> str:
     return "\n".join(_SPACES.sub(" ", line).strip() for line in text.strip().splitlines()).strip()
 
 
-def render(reply: Reply) -> list[SlackMessage]:
+def render(reply: Reply, *, files_in_dm: bool = False) -> list[SlackMessage]:
     """The reply as Slack messages, usually one. Sources, footer and buttons close the
-    last message; every message has a `text` fallback for notifications."""
-    body = _body_blocks(reply)
+    last message; every message has a `text` fallback for notifications. `files_in_dm`:
+    the attachments go to the member's DM, not under this answer (it is ephemeral, or the
+    bot cannot post files where it was asked), and the answer says so."""
+    body = _body_blocks(reply) + _file_note(reply, files_in_dm)
     tail = _tail_blocks(reply)
     pages: list[list[Block]] = [body[i:i + MAX_BLOCKS] for i in range(0, len(body), MAX_BLOCKS)] or [[]]
     if len(pages[-1]) + len(tail) > MAX_BLOCKS:
@@ -92,6 +98,26 @@ def render_home(reply: Reply) -> dict[str, Any]:
     return {"type": "home", "blocks": blocks}
 
 
+def upload(attachment: Attachment) -> dict[str, Any]:
+    """One entry of `files_upload_v2(file_uploads=...)`."""
+    alt = attachment.description
+    if len(alt) > ALT_TEXT_LIMIT:
+        alt = alt[: ALT_TEXT_LIMIT - 1] + "…"
+    entry: dict[str, Any] = {"content": attachment.data, "filename": attachment.filename, "title": attachment.filename}
+    if alt:
+        entry["alt_txt"] = alt
+    return entry
+
+
+def _file_note(reply: Reply, files_in_dm: bool) -> list[Block]:
+    names = ", ".join(f"`{escape(a.filename)}`" for a in reply.attachments)
+    if not names:
+        return []
+    if files_in_dm:
+        return [_context(f"I've sent {names} to our direct messages.")]
+    return [_context(f"In the file below: {names}.")] if reply.text_in_file else []
+
+
 def action_id(index: int) -> str:
     return f"{ACTION_PREFIX}{index}"
 
@@ -103,7 +129,7 @@ def _body_blocks(reply: Reply) -> list[Block]:
             blocks.append({"type": "header", "text": {"type": "plain_text", "text": reply.title, "emoji": True}})
         else:
             blocks.extend(_sections(f"*{escape(reply.title)}*"))
-    if reply.text:
+    if reply.text and not reply.text_in_file:
         blocks.extend(_sections(escape(reply.text)))
     if reply.items:
         blocks.extend(_sections("\n".join(f"• {escape(item)}" for item in reply.items)))
@@ -159,6 +185,6 @@ def _button(index: int, action: Action) -> Block:
 
 def _fallback(reply: Reply) -> str:
     """A short first line for notifications and screen readers."""
-    lead = reply.title or reply.text or next(iter(reply.items), "") or next((f.name for f in reply.fields), "")
+    lead = reply.title or ("" if reply.text_in_file else reply.text) or next(iter(reply.items), "") or next((f.name for f in reply.fields), "")
     first = split_text(lead, FALLBACK_LIMIT)[0]
     return escape(first if first == lead.strip() else first + " …")

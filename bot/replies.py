@@ -1,7 +1,9 @@
 """The reply model every surface renders, and the plain-text renderer.
 
 A `Reply` is platform-neutral: adapters turn it into embeds (Discord), Block Kit (Slack)
-or plain text (console, `mlbot ask`). `Action.command` is a command line the core
+or plain text (console, `mlbot ask`). Its `attachments` are files (a chart, a data export):
+Discord attaches them, Slack uploads them, `mlbot ask --attachments DIR` writes them, and
+the console prints each one's `text` or names it. `Action.command` is a command line the core
 understands, so a button needs no server-side state: the adapter stores the command in
 the button's id and sends it back as a `Message` when clicked.
 """
@@ -30,6 +32,22 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a reply. `description` is its alt text (what a screen reader says,
+    at most 1,000 characters); `text` is how a terminal shows it (a text bar chart), if it
+    can. `carries_text` means the file holds the reply's `text` (a data export): surfaces
+    that attach files send the file instead of that text, so long JSON is never split
+    across messages."""
+
+    filename: str
+    data: bytes
+    description: str = ""
+    content_type: str = "application/octet-stream"
+    text: str = ""
+    carries_text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the core answers. `sources` are article titles; `ephemeral` marks personal data."""
 
@@ -42,6 +60,17 @@ class Reply:
     ephemeral: bool = False
     command: str = ""
     footer: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def text_in_file(self) -> bool:
+        """True when an attachment holds the text (surfaces that attach files skip it)."""
+        return any(a.carries_text for a in self.attachments)
+
+
+def render_attachments_text(reply: Reply) -> str:
+    """The attachments for a terminal: each one's text rendering, or its name."""
+    return "\n\n".join(a.text or f"[attached: {a.filename}]" for a in reply.attachments)
 
 
 def render_text(reply: Reply) -> str:
@@ -57,7 +86,7 @@ def render_text(reply: Reply) -> str:
     for f in reply.fields:
         parts.append(f"{f.name}:\n{f.value}")
     if reply.actions:
-        parts.append("Options:\n" + "\n".join(f"{n}. {a.label} ({a.command})" for n, a in enumerate(reply.actions, 1)))
+        parts.append("Options:\n" + "\n".join(f"{n}. {a.label}" + (f" ({a.command})" if a.command != a.label else "") for n, a in enumerate(reply.actions, 1)))
     if reply.footer:
         parts.append(reply.footer)
     if reply.sources:

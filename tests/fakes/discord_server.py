@@ -7,6 +7,10 @@ error response (or a hang) for the next matching requests; `dispatch` sends a ga
 and `drop` closes the connection the way a network failure would, after which the client
 resumes. Messages are checked as Discord checks them: a button's `custom_id` must be unique
 in its message and at most 100 characters, its label at most 80 (else 400, code 50035).
+Files arrive as discord.py sends them, `multipart/form-data` with `payload_json` and one
+`files[n]` part per file, described by `attachments[{id: n, filename, description}]` in the
+payload; each is recorded (`Record.files`) and stored on its message as Discord returns it
+(a description over 1,024 characters or a file without its `attachments` entry is refused).
 JSON responses carry exactly `Content-Type: application/json` (discord.py ignores
 a body with a charset suffix), and a 429 needs `Via` to be retried (else it reads as a
 Cloudflare ban).
@@ -21,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import aiohttp
 import discord
 import yarl
 from aiohttp import web
@@ -38,7 +43,21 @@ EPHEMERAL = 64
 # Interaction callback types that create (or stand in for) a message.
 MESSAGE_CALLBACKS = {4, 5, 7}
 CUSTOM_ID, BUTTON_LABEL = 100, 80
+ATTACHMENT_DESCRIPTION = 1024
+FILE_PART = re.compile(r"files\[(\d+)\]")
 BODY = web.RequestKey("body", object)  # the parsed JSON body, for the route handlers
+FILES = web.RequestKey("files", list)  # the uploaded files, for the route handlers
+
+
+@dataclass
+class Upload:
+    """One file of a multipart request: the `files[index]` part and its `attachments` entry."""
+
+    index: int
+    filename: str
+    content_type: str
+    data: bytes
+    description: str | None
 
 
 @dataclass
@@ -50,6 +69,7 @@ class Record:
     path: str
     query: dict[str, str]
     json: Any
+    files: list[Upload] = field(default_factory=list)
 
 
 @dataclass
@@ -84,6 +104,44 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
 
 
+async def _multipart(request: web.Request) -> tuple[Any, list[Upload]]:
+    """The `payload_json` part and the `files[n]` parts of a multipart request."""
+    body: Any = None
+    parts: dict[int, tuple[str, str, bytes]] = {}
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            continue
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        elif part.name and (match := FILE_PART.fullmatch(part.name)):
+            parts[int(match[1])] = (part.filename or "", part.headers.get("Content-Type", ""), bytes(await part.read()))
+    described = _attachments(body)
+    uploads = [
+        Upload(index, filename, content_type, data, (described.get(index) or {}).get("description"))
+        for index, (filename, content_type, data) in sorted(parts.items())
+    ]
+    return body, uploads
+
+
+def _attachments(body: Any) -> dict[int, dict[str, Any]]:
+    """The `attachments` entries of a message body (or an interaction callback's `data`), by id."""
+    if not isinstance(body, dict):
+        return {}
+    data = body.get("data") if isinstance(body.get("data"), dict) else body
+    return {int(a["id"]): a for a in data.get("attachments") or [] if str(a.get("id", "")).isdigit()}
+
+
+def _upload_problem(body: Any, uploads: list[Upload]) -> str | None:
+    described = _attachments(body)
+    for upload in uploads:
+        if upload.index not in described:
+            return "ATTACHMENT_NOT_FOUND"
+        if len(upload.description or "") > ATTACHMENT_DESCRIPTION:
+            return "BASE_TYPE_MAX_LENGTH"
+    return None
+
+
 def _component_problem(body: Any) -> str | None:
     """What Discord would refuse in the buttons of a message body (or an interaction
     callback's `data`), or None."""
@@ -108,6 +166,7 @@ class FakeDiscord:
     records: list[Record] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # attachment id -> the bytes uploaded
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(910000000000000000)
@@ -223,13 +282,13 @@ class FakeDiscord:
             return await handler(request)
         path = request.path[len(API):]
         body: Any = None
+        uploads: list[Upload] = []
         if request.can_read_body:
             if request.content_type == "multipart/form-data":
-                form = await request.post()
-                body = json.loads(str(form["payload_json"]))
+                body, uploads = await _multipart(request)
             else:
                 body = await request.json()
-        await self._record(Record(request.method, path, dict(request.query), body))
+        await self._record(Record(request.method, path, dict(request.query), body, uploads))
         for fault in self.faults:
             if fault.times and fault.method == request.method and fault.path.fullmatch(path):
                 fault.times -= 1
@@ -239,12 +298,16 @@ class FakeDiscord:
         problem = _component_problem(body)
         if problem:
             return _json({"code": 50035, "message": "Invalid Form Body", "errors": {"components": {"_errors": [{"code": problem, "message": problem}]}}}, 400)
+        problem = _upload_problem(body, uploads)
+        if problem:
+            return _json({"code": 50035, "message": "Invalid Form Body", "errors": {"attachments": {"_errors": [{"code": problem, "message": problem}]}}}, 400)
         request[BODY] = body
+        request[FILES] = uploads
         return await handler(request)
 
     # --- REST ----------------------------------------------------------------------------
 
-    def _message(self, channel_id: str, body: dict[str, Any], *, interaction: bool = False) -> dict[str, Any]:
+    def _message(self, channel_id: str, body: dict[str, Any], uploads: list[Upload], *, interaction: bool = False) -> dict[str, Any]:
         message = {
             "id": str(next(self._ids)),
             "channel_id": channel_id,
@@ -256,7 +319,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [self._attachment(channel_id, upload) for upload in uploads],
             "embeds": body.get("embeds") or [],
             "components": body.get("components") or [],
             "pinned": False,
@@ -265,6 +328,17 @@ class FakeDiscord:
         }
         self.messages[message["id"]] = message
         return message
+
+    def _attachment(self, channel_id: str, upload: Upload) -> dict[str, Any]:
+        """A stored file as Discord returns it on its message."""
+        attachment_id = str(next(self._ids))
+        url = f"http://127.0.0.1:{self.port}/attachments/{channel_id}/{attachment_id}/{upload.filename}"
+        self.files[attachment_id] = upload.data
+        stored = {"id": attachment_id, "filename": upload.filename, "size": len(upload.data), "url": url, "proxy_url": url,
+                  "content_type": upload.content_type}
+        if upload.description is not None:
+            stored["description"] = upload.description
+        return stored
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json({**user(BOT_ID, bot=True), "verified": True, "mfa_enabled": False, "flags": 0})
@@ -286,14 +360,14 @@ class FakeDiscord:
         info: dict[str, Any] = {"id": request.match_info["id"], "response_message_loading": kind == 5, "response_message_ephemeral": bool(data.get("flags", 0) & EPHEMERAL)}
         if kind not in MESSAGE_CALLBACKS:
             return _json({"interaction": info})
-        message = self._message(str(CHANNEL_ID), data, interaction=True)
+        message = self._message(str(CHANNEL_ID), data, request[FILES], interaction=True)
         self._originals[request.match_info["token"]] = message["id"]
         await self._stored()
         info["response_message_id"] = message["id"]
         return _json({"interaction": info, "resource": {"type": kind, "message": message}})
 
     async def _followup(self, request: web.Request) -> web.Response:
-        message = self._message(str(CHANNEL_ID), request[BODY], interaction=True)
+        message = self._message(str(CHANNEL_ID), request[BODY], request[FILES], interaction=True)
         await self._stored()
         return _json(message)
 
@@ -304,6 +378,8 @@ class FakeDiscord:
         message = self.messages[message_id]
         body = request[BODY]
         message.update({k: body[k] for k in ("content", "embeds", "components") if k in body})
+        if "attachments" in body:  # the files named there, uploaded with this edit
+            message["attachments"] = [self._attachment(message["channel_id"], upload) for upload in request[FILES]]
         await self._stored()
         return _json(message)
 
@@ -317,7 +393,7 @@ class FakeDiscord:
         return _json({"id": str(recipient + 1), "type": 1, "recipients": [user(recipient)], "last_message_id": None})
 
     async def _channel_message(self, request: web.Request) -> web.Response:
-        message = self._message(request.match_info["channel"], request[BODY])
+        message = self._message(request.match_info["channel"], request[BODY], request[FILES])
         await self._stored()
         return _json(message)
 

@@ -6,7 +6,12 @@ with `await fake.wait_for(...)` instead of sleeping. Errors can be injected per 
 `fail` (an API error such as `cannot_dm_bot`), `rate_limit` (429 with an integer
 `Retry-After`) and `server_error` (5xx). Socket Mode: `apps.connections.open` hands out
 `ws://.../link`; the fake sends `hello`, then whatever envelopes the test sends, and
-records the acks.
+records the acks. Files go the way slack_sdk's `files_upload_v2` sends them:
+`files.getUploadURLExternal` (filename, length) hands out `/upload/<file id>`, the bytes are
+POSTed there (recorded as a call `upload`), and `files.completeUploadExternal` shares them
+into `channel_id` (and `thread_ts`); `fake.files` holds the completed uploads. A length
+that differs from the bytes sent, or a completion naming a file never uploaded, fails as
+Slack fails it.
 
 The helpers at the bottom build payloads as Slack sends them, and `post_signed` signs
 them with the signing secret for an app served over HTTP.
@@ -39,6 +44,27 @@ class Call:
 
 
 @dataclass
+class SharedFile:
+    """A file shared by files.completeUploadExternal."""
+
+    id: str
+    filename: str
+    title: str | None
+    alt_txt: str | None
+    data: bytes
+    channel: str | None
+    thread_ts: str | None
+
+
+@dataclass
+class _Upload:
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None
+
+
+@dataclass
 class _Fault:
     status: int
     body: dict[str, Any]
@@ -51,6 +77,9 @@ class FakeSlack:
         self.log: list[Call] = []
         self.acks: list[dict[str, Any]] = []
         self.users: dict[str, dict[str, Any]] = {}
+        self.files: list[SharedFile] = []
+        self._uploads: dict[str, _Upload] = {}
+        self._file_ids = itertools.count(1)
         self.socket_connected = asyncio.Event()
         self._faults: dict[str, list[_Fault]] = {}
         self._changed = asyncio.Condition()
@@ -65,6 +94,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
@@ -99,6 +129,11 @@ class FakeSlack:
         """The payloads of `method` once at least `count` calls came in."""
         await self._wait(lambda: len(self.calls(method)) >= count, timeout)
         return self.calls(method)
+
+    async def wait_for_files(self, count: int = 1, timeout: float = 5.0) -> list[SharedFile]:
+        """The shared files once at least `count` were completed."""
+        await self._wait(lambda: len(self.files) >= count, timeout)
+        return self.files
 
     async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
         await self._wait(lambda: any(a.get("envelope_id") == envelope_id for a in self.acks), timeout)
@@ -166,7 +201,46 @@ class FakeSlack:
                                          "tz": "Europe/Berlin", **self.users.get(user, {})}}
         if method == "apps.connections.open":
             return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(payload)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(payload)
         return {"ok": True}
+
+    def _upload_url(self, payload: dict[str, Any]) -> dict[str, Any]:
+        length = str(payload.get("length", ""))
+        if not payload.get("filename") or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):08d}"
+        self._uploads[file_id] = _Upload(str(payload["filename"]), int(length), payload.get("alt_txt"))
+        return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        files = payload.get("files")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = []
+        for entry in files:
+            pending = self._uploads.get(entry.get("id", ""))
+            if pending is None or pending.data is None or len(pending.data) != pending.length:
+                return {"ok": False, "error": "file_not_found" if pending is None or pending.data is None else "file_upload_size_mismatch"}
+            shared.append(SharedFile(entry["id"], pending.filename, entry.get("title"), pending.alt_txt, pending.data,
+                                     payload.get("channel_id"), payload.get("thread_ts")))
+        for item in shared:
+            del self._uploads[item.id]
+        self.files.extend(shared)
+        return {"ok": True, "files": [{"id": f.id, "name": f.filename, "title": f.title} for f in shared]}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: the file's bytes as the raw body (what slack_sdk sends)."""
+        file_id = request.match_info["file_id"]
+        data = await request.read()
+        await self._record(Call("upload", {"file_id": file_id, "length": len(data)}, dict(request.headers), request.path))
+        pending = self._uploads.get(file_id)
+        if pending is None:
+            return web.Response(status=404, text="not found")
+        pending.data = data
+        return web.Response(text=f"OK - {len(data)}")
 
     async def _response_url(self, request: web.Request) -> web.Response:
         payload = await _payload(request)
@@ -213,7 +287,7 @@ async def _payload(request: web.Request) -> dict[str, Any]:
             payload.update(await request.json())
         else:
             payload.update(await request.post())
-    for key in ("blocks", "view"):
+    for key in ("blocks", "view", "files"):
         if isinstance(payload.get(key), str):
             payload[key] = json.loads(payload[key])
     return payload
