@@ -151,7 +151,7 @@ class Core:
                 return smalltalk(self, route)
             reply = clarify(self, route) if route.command == CLARIFY else fallback(self, route, message.text)
             if self.store is not None and message.text.strip():
-                await self.store.record_unanswered(message.text, self.clock(), outcome=route.command, near=route.choices)
+                await self.store.record_unanswered(message.text, self.clock(), member=message.member_key, outcome=route.command, near=route.choices)
             return reply
         spec = self.registry.get(route.command)
         assert spec is not None

@@ -199,6 +199,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE unanswered ADD COLUMN near TEXT
         """,
     ),
+    (
+        "who asked each unanswered question, so `mydata` shows it and `forget me` takes it back; older rows stay unlinked",
+        """
+        CREATE TABLE unanswered_asks (
+            member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+            question TEXT NOT NULL REFERENCES unanswered(text) ON DELETE CASCADE,
+            count INTEGER NOT NULL,
+            last_asked TEXT NOT NULL,
+            PRIMARY KEY (member_id, question)
+        );
+        CREATE INDEX unanswered_asks_question ON unanswered_asks (question)
+        """,
+    ),
 ]
 
 
@@ -397,10 +410,13 @@ class Store:
 
         await self._write(work)
 
-    async def record_unanswered(self, text: str, now: dt.datetime, *, outcome: str = "fallback", near: Iterable[str] = ()) -> None:
+    async def record_unanswered(
+        self, text: str, now: dt.datetime, *, member: str | None = None, outcome: str = "fallback", near: Iterable[str] = ()
+    ) -> None:
         """Count a question the bot could not answer outright (`fallback`) or asked back
-        about (`clarify`), normalised and without who asked, with the intents it came
-        closest to: what an editor needs to add the missing example."""
+        about (`clarify`), normalised, with the intents it came closest to: what an editor
+        needs to add the missing example. The admin list never says who asked; the
+        member's own count in `unanswered_asks` is theirs, for `mydata` and `forget`."""
         normal = " ".join(text.lower().split())[:200]
         if not normal or self.read_only:
             return
@@ -413,6 +429,12 @@ class Store:
                 "outcome = excluded.outcome, near = excluded.near",
                 (normal, iso(now), outcome, near_text),
             )
+            if member is not None:
+                await db.execute(
+                    "INSERT INTO unanswered_asks (member_id, question, count, last_asked) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT (member_id, question) DO UPDATE SET count = unanswered_asks.count + 1, last_asked = excluded.last_asked",
+                    (await self._member_id(db, member, now), normal, iso(now)),
+                )
 
         await self._write(work)
 
@@ -453,15 +475,22 @@ class Store:
         return out
 
     async def forget(self, key: str) -> int:
-        """Delete every row of the member; returns how many rows went."""
+        """Delete every row of the member; returns how many rows went. Their asks come
+        off the unanswered counts, and a question only they asked leaves the admin list."""
         member = await self._existing_id(key)
         if member is None:
             return 0
 
         async def work(db: Tx) -> int:
+            await db.execute(
+                "UPDATE unanswered SET count = count - (SELECT a.count FROM unanswered_asks a WHERE a.member_id = ? AND a.question = unanswered.text) "
+                "WHERE text IN (SELECT question FROM unanswered_asks WHERE member_id = ?)",
+                (member, member),
+            )
             total = 0
             for table in PERSONAL_TABLES:
                 total += (await db.execute(f"DELETE FROM {table} WHERE member_id = ?", (member,))).rowcount
+            total += (await db.execute("DELETE FROM unanswered WHERE count <= 0")).rowcount
             total += (await db.execute("DELETE FROM members WHERE id = ?", (member,))).rowcount
             return total
 
@@ -699,7 +728,7 @@ class SqliteStore(Store):
 
 
 
-PERSONAL_TABLES = ("progress", "cards", "reviews", "command_log", "subscriptions", "sends")
+PERSONAL_TABLES = ("progress", "cards", "reviews", "command_log", "subscriptions", "sends", "unanswered_asks")
 
 
 async def _run_script(db: Tx, sql: str) -> None:

@@ -222,3 +222,22 @@ async def test_home_shows_progress_next_step_and_nudge_setting(ask) -> None:
     home = await ask("home")
     assert "1 of 6 steps done" in home and "Statistics and linear algebra" in home
     assert "On, every Monday at 09:00 (Europe/Berlin)" in home
+
+
+async def test_unanswered_questions_are_the_members_until_forgotten(ask, ask_reply) -> None:
+    """`mydata` shows the questions the bot couldn't answer the member; after `forget me`
+    one only they asked is off the admin list, and a shared one counts one less."""
+    await ask("Flurble wibble zonk")
+    await ask("flurble  wibble zonk", user="bob")
+    await ask("quibbly snorf gallump")
+    data = json.loads((await ask_reply("mydata")).text)
+    assert sorted(a["question"] for a in data["unanswered_asks"]) == ["flurble wibble zonk", "quibbly snorf gallump"]
+    admin = await ask("unanswered", is_admin=True, user="admin")
+    assert '2x "flurble wibble zonk"' in admin and "quibbly snorf gallump" in admin
+    assert "alice" not in admin and "bob" not in admin
+    await ask("forget me")
+    assert "Nothing of yours is left" in await ask("yes")
+    admin = await ask("unanswered", is_admin=True, user="admin")
+    assert '1x "flurble wibble zonk"' in admin and "quibbly" not in admin
+    assert json.loads((await ask_reply("mydata")).text)["unanswered_asks"] == []
+    assert json.loads((await ask_reply("mydata", user="bob")).text)["unanswered_asks"][0]["question"] == "flurble wibble zonk"

@@ -316,3 +316,69 @@ async def test_a_chmod_444_file_answers_reads_and_refuses_writes(tmp_path: Path)
     path.chmod(0o644)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT item_id FROM progress").fetchall() == [("python-fundamentals",)]
+
+
+async def test_forget_takes_back_the_members_unanswered_questions(store) -> None:
+    """Each member's unanswered questions are linked to them: `forget` deletes the links,
+    a question only they asked leaves the admin list, a shared one counts one less,
+    and a row from before the links existed (no member) stays for admins."""
+    hour = dt.timedelta(hours=1)
+    await store.record_unanswered("Legacy question", T0)  # recorded without a member
+    await store.record_unanswered("legacy  question", T0 + hour, member="console:a")
+    await store.record_unanswered("only mine", T0, member="console:a")
+    await store.record_unanswered("Only Mine", T0 + hour, member="console:a")
+    await store.record_unanswered("shared", T0, member="console:a")
+    await store.record_unanswered("shared", T0 + hour, member="console:b")
+    asks = (await store.export("console:a"))["unanswered_asks"]
+    assert sorted((a["question"], a["count"]) for a in asks) == [("legacy question", 1), ("only mine", 2), ("shared", 1)]
+    assert {r.text: r.count for r in await store.unanswered(10)} == {"legacy question": 2, "only mine": 2, "shared": 2}
+
+    assert await store.forget("console:a") == 3 + 1 + 1  # three links, "only mine", the member
+    rows = await store.unanswered(10)
+    assert {r.text: r.count for r in rows} == {"legacy question": 1, "shared": 1}
+    assert [a["question"] for a in (await store.export("console:b"))["unanswered_asks"]] == ["shared"]
+    assert await store.export("console:a") == {}
+
+
+async def test_the_admin_list_names_no_member(store) -> None:
+    import dataclasses
+
+    await store.record_unanswered("flurble wibble zonk", T0, member="discord:42")
+    (row,) = await store.unanswered(10)
+    assert [f.name for f in dataclasses.fields(row)] == ["text", "count", "last_seen", "outcome", "near"]
+    assert "42" not in repr(row)
+
+
+async def test_schema_6_keeps_its_unanswered_rows_on_both_backends(db_target: str) -> None:
+    """A database from before migration 7 upgrades; its unanswered rows, which name no
+    member, stay on the admin list, and new asks link to their member."""
+    from bot.store import is_postgres
+
+    legacy = "INSERT INTO unanswered (text, count, last_seen, outcome, near) VALUES ('old question', 3, '2026-01-01T00:00:00.000000+00:00', 'fallback', '')"
+    if is_postgres(db_target):
+        import asyncpg
+
+        from bot.store_pg import migration_ddl
+
+        conn = await asyncpg.connect(db_target)
+        try:
+            for _, sql in MIGRATIONS[:6]:
+                for statement in migration_ddl(sql).split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+            await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            await conn.execute("INSERT INTO schema_version (version) VALUES (6)")
+            await conn.execute(legacy)
+        finally:
+            await conn.close()
+    else:
+        with sqlite3.connect(db_target) as db:
+            for _, sql in MIGRATIONS[:6]:
+                db.executescript(sql)
+            db.execute("PRAGMA user_version = 6")
+            db.execute(legacy)
+    async with open_store(db_target) as store:
+        await store.record_unanswered("old question", T0, member="console:c")
+        assert [(r.text, r.count) for r in await store.unanswered(10)] == [("old question", 4)]
+        await store.forget("console:c")
+        assert [(r.text, r.count) for r in await store.unanswered(10)] == [("old question", 3)]
