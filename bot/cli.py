@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator, TextIO
 
-from bot import db_cli, nudges_cli
+from bot import data_cli, db_cli, nudges_cli
 from bot.content import ContentError, load_content
 from bot.core import Core
 from bot.handlers import build_registry
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("directory", nargs="?", type=Path)
     nudges_cli.add_parser(sub, [common])
     db_cli.add_parser(sub, [common])
+    data_cli.add_parser(sub)
     for group in (sub, content_sub):
         _named_by_choices(group)
     return parser
@@ -80,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     content_dir = args.content or settings.content_dir
     if args.command == "content":
         return check_content(args.directory or content_dir)
-    if args.command == "db":
+    if args.command in ("db", "data"):
         try:
-            return asyncio.run(db_cli.run(settings.db, args))
+            return asyncio.run((db_cli if args.command == "db" else data_cli).run(settings.db, args))
         except StoreError as exc:
             print(exc, file=sys.stderr)
             return 1

@@ -464,6 +464,12 @@ class Store:
 
     # --- privacy ----------------------------------------------------------------------
 
+    async def member_keys(self, user: str) -> list[str]:
+        """The member keys whose user id is `user`, on any platform; a Slack id matches
+        with or without its team (`T1:U2` or `U2`)."""
+        rows = await self._read("SELECT platform, user_id FROM members WHERE user_id = ? OR user_id LIKE ?", (user, f"%:{user}"))
+        return sorted(f"{platform}:{uid}" for platform, uid in rows if uid == user or uid.endswith(f":{user}"))
+
     async def export(self, key: str) -> dict[str, Any]:
         """Every row stored about the member, as plain JSON-able data."""
         member = await self._existing_id(key)

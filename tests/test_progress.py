@@ -241,3 +241,50 @@ async def test_unanswered_questions_are_the_members_until_forgotten(ask, ask_rep
     assert '1x "flurble wibble zonk"' in admin and "quibbly" not in admin
     assert json.loads((await ask_reply("mydata")).text)["unanswered_asks"] == []
     assert json.loads((await ask_reply("mydata", user="bob")).text)["unanswered_asks"][0]["question"] == "flurble wibble zonk"
+
+
+def _data(db: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLBOT_DB=str(db))
+    return subprocess.run([sys.executable, "-m", "bot", "data", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+async def test_data_export_is_mydata_and_delete_is_forget(tmp_path: Path, content, clock) -> None:
+    """`mlbot data export|delete --user ID`, for requests by e-mail, on a SQLite file."""
+    from bot.core import Core
+    from bot.messages import Message
+    from bot.store import open_store
+
+    db = tmp_path / "data.sqlite3"
+    async with open_store(str(db)) as store:
+        core = Core(content, store=store, clock=clock, train_now=False)
+        for user, text in (("W", "done python fundamentals"), ("W", "flurble wibble zonk"), ("X", "flurble wibble zonk")):
+            await core.handle(Message("console", user, text))
+        mydata = (await core.handle(Message("console", "W", "mydata"))).text
+    export = _data(db, "export", "--user", "W")
+    assert export.returncode == 0 and json.loads(export.stdout) == json.loads(mydata)
+    assert [a["question"] for a in json.loads(export.stdout)["unanswered_asks"]] == ["flurble wibble zonk"]
+
+    delete = _data(db, "delete", "--user", "W")
+    assert (delete.returncode, delete.stdout) == (0, "Deleted 5 records of console:W.\n")  # progress, 2 commands, 1 ask, the member
+    for command in ("export", "delete"):
+        gone = _data(db, command, "--user", "W")
+        assert (gone.returncode, gone.stdout) == (1, "") and "No member with user id W" in gone.stderr
+    assert '1x "flurble wibble zonk"' in _mlbot(db, "--admin", "unanswered").stdout
+
+
+async def test_data_commands_pick_the_platform(tmp_path: Path, clock) -> None:
+    from bot.store import open_store
+
+    db = tmp_path / "data.sqlite3"
+    async with open_store(str(db)) as store:
+        for key in ("discord:42", "slack:T1:42"):
+            await store.mark_done(key, "step", "python-fundamentals", clock())
+    both = _data(db, "export", "--user", "42")
+    assert both.returncode == 1 and "discord:42, slack:T1:42" in both.stderr and "--platform" in both.stderr
+    slack = _data(db, "export", "--user", "42", "--platform", "slack")
+    assert slack.returncode == 0 and json.loads(slack.stdout)["members"][0]["user_id"] == "T1:42"
+    assert _data(db, "delete", "--user", "T1:42").stdout == "Deleted 2 records of slack:T1:42.\n"
+    assert _data(db, "export", "--user", "42").returncode == 0  # only Discord's is left
+    assert "No member with user id 42 on slack" in _data(db, "delete", "--user", "42", "--platform", "slack").stderr
+    missing = _data(tmp_path / "none.sqlite3", "export", "--user", "42")
+    assert missing.returncode == 1 and "There is no database at" in missing.stderr and not (tmp_path / "none.sqlite3").exists()
