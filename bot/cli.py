@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", parents=[common], help="chat in the terminal (no credentials needed)")
     ask = sub.add_parser("ask", parents=[common], help='answer one message, or with "-" one per stdin line as JSON')
     ask.add_argument("text", nargs="*", help='the message, or "-" to read lines from stdin')
+    ask.add_argument("--attachments", type=Path, metavar="DIR", help="write the replies' files (a salary chart, a data export) into DIR")
     sub.add_parser("run", parents=[common], help="run Discord/Slack (whichever tokens are set) and the nudge scheduler")
     content = sub.add_parser("content", parents=[common], help="content tools")
     content_sub = content.add_subparsers(dest="content_command", required=True)
@@ -142,14 +143,31 @@ async def _chat(content, settings: Settings, args: argparse.Namespace, content_d
         await chat(core, args.user, is_admin=args.admin)
 
 
-def _as_json(query: str, reply: Reply) -> str:
+def _as_json(query: str, reply: Reply, files: list[Path]) -> str:
     return json.dumps(
-        {"query": query, "command": reply.command, "title": reply.title, "text": render_text(reply), "sources": list(reply.sources), "ephemeral": reply.ephemeral},
+        {"query": query, "command": reply.command, "title": reply.title, "text": render_text(reply), "sources": list(reply.sources), "ephemeral": reply.ephemeral,
+         "attachments": [str(f) for f in files]},
         ensure_ascii=False,
     )
 
 
+def _save(reply: Reply, directory: Path | None) -> list[Path]:
+    """Write the reply's attachments into `directory` (`ask --attachments DIR`); their paths."""
+    if directory is None:
+        return []
+    paths = [directory / Path(a.filename).name for a in reply.attachments]
+    for path, attachment in zip(paths, reply.attachments):
+        path.write_bytes(attachment.data)
+    return paths
+
+
 async def _ask(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> int:
+    if args.attachments is not None:
+        try:
+            args.attachments.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"Cannot write attachments to {args.attachments}: {exc.strerror}", file=sys.stderr)
+            return 2
     async with _core(content, settings, content_dir, train_now=False) as core:  # one question: train only if it is free text
         if args.text == ["-"]:
             _reconfigure(sys.stdout, encoding="utf-8")  # JSON is UTF-8 whatever the locale says
@@ -157,12 +175,14 @@ async def _ask(content, settings: Settings, args: argparse.Namespace, content_di
                 if not query.strip():
                     continue
                 reply = await core.handle(Message("console", args.user, query, is_admin=args.admin))
-                print(_as_json(query, reply), flush=True)
+                print(_as_json(query, reply, _save(reply, args.attachments)), flush=True)
             return 0
         _reconfigure(sys.stdout)  # a strict locale (LC_ALL=C) prints "?" for what it lacks instead of failing
         text = _valid_text(" ".join(args.text))
         reply = await core.handle(Message("console", args.user, text, is_admin=args.admin))
         print(render_text(reply))
+        for path in _save(reply, args.attachments):
+            print(f"Attachment: {path}")
         return 0
 
 

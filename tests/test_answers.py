@@ -146,3 +146,86 @@ def test_split_text_keeps_every_word_within_the_limit(text: str, limit: int) -> 
 def test_split_text_prefers_sentence_boundaries() -> None:
     text = "First sentence is here. Second sentence is here. Third one."
     assert split_text(text, 30) == ["First sentence is here.", "Second sentence is here.", "Third one."]
+
+
+# --- the salary chart -----------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which a valid PNG has first."""
+    import struct
+
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+async def test_salary_reply_carries_a_chart_of_both_articles(content) -> None:
+    """`salary senior` comes with a PNG of the bands, alt text that says them in words (both
+    articles, the region note, the sources) and a text bar chart for terminals."""
+    from PIL import Image
+    import io
+
+    reply = await Core(content).handle(Message("console", "c", "salary senior"))
+    [chart] = reply.attachments
+    assert chart.content_type == "image/png" and chart.filename.endswith(".png")
+    width, height = _png_size(chart.data)
+    assert 600 <= width <= 1200 and 200 <= height <= 1200
+    Image.open(io.BytesIO(chart.data)).verify()
+    for words in ("Senior", "$180,000-$220,000+ (2026 Guide)", "$170,000-$220,000+ (Skills, Salary and Courses)", "United States", "How to Become a Machine Learning Engineer"):
+        assert words in chart.description
+    assert len(chart.description) <= 1000 and not reply.text_in_file
+    assert chart.text.count("█") > 10 and "$180k-$220k+" in chart.text and "2026 Guide" in chart.text
+
+
+async def test_articles_that_agree_share_one_bar_and_the_region_note_is_drawn(content) -> None:
+    """Mid level, where both articles give $140k-$170k, is one bar naming both; Europe's chart
+    says whose bands it shows and what the articles say about Europe."""
+    core = Core(content)
+    mid = (await core.handle(Message("console", "c", "salary mid"))).attachments[0]
+    assert sum("█" in line for line in mid.text.splitlines()) == 1 and "2026 Guide / Skills, Salary and Courses" in mid.text
+    europe = (await core.handle(Message("console", "c", "salary senior europe"))).attachments[0]
+    assert "no Europe figures" in europe.description and "30-50% lower" in europe.description
+
+
+async def test_the_chart_is_drawn_once_and_redrawn_when_a_band_changes(content) -> None:
+    """Later replies reuse the first drawing's bytes; a content reload that changes a band
+    draws anew."""
+    import dataclasses
+
+    from bot import charts
+
+    core = Core(content)
+    first = (await core.handle(Message("console", "c", "salary senior"))).attachments[0]
+    again = (await core.handle(Message("console", "d", "salary senior"))).attachments[0]
+    assert again.data is first.data
+    bands = tuple(dataclasses.replace(b, high=230_000) if b.level == "senior" else b for b in content.bands)
+    changed = (await Core(dataclasses.replace(content, bands=bands)).handle(Message("console", "c", "salary senior"))).attachments[0]
+    assert changed.data != first.data and "$230,000" in changed.description
+    assert charts.salary_attachment(content, "x", content.regions["us"], []).text  # no bands: still a chart, never an error
+
+
+def test_ask_attachments_writes_the_chart_png(tmp_path, capsys) -> None:
+    """`mlbot ask --attachments DIR "salary senior"` writes the PNG and names it."""
+    from bot.cli import main
+
+    out = tmp_path / "files"
+    assert main(["--db", str(tmp_path / "m.sqlite3"), "ask", "--attachments", str(out), "salary senior"]) == 0
+    [png] = out.iterdir()
+    data = png.read_bytes()
+    assert png.suffix == ".png" and len(data) > 5_000 and _png_size(data)[0] > 0
+    printed = capsys.readouterr().out
+    assert "$180,000" in printed and f"Attachment: {png}" in printed
+
+
+async def test_console_chat_draws_the_chart_as_text_bars(content) -> None:
+    """`mlbot chat`: the salary answer is followed by its chart in text bars."""
+    import io
+
+    from adapters.console import chat
+
+    out = io.StringIO()
+    await chat(Core(content), "c", stdin=io.StringIO("salary senior\n"), stdout=out)
+    answer, chart = out.getvalue().split("Senior salaries: United States (chart)")
+    assert "$180,000" in answer and "█" in chart and "Sources:" in chart

@@ -611,3 +611,45 @@ async def test_shard_count_runs_an_auto_sharded_client_on_this_replicas_shards(f
         assert identify.json["d"]["shard"] == [1, 2]
         response = await interact(fake, fake.slash("salary", {"level": "senior"}))
     assert "$220,000" in embeds_text(response.json["data"])
+
+
+# --- attachments --------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def test_salary_chart_is_attached_to_the_embed(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
+    """/salary level:senior, a mention and a deferred answer all carry the chart: a PNG shown
+    inside the embed (`attachment://`), with the figures in its alt text."""
+    release = asyncio.Event()
+    release.set()
+    handle = core.handle
+
+    async def gated(message: Message) -> Reply:
+        await release.wait()
+        return await handle(message)
+
+    core.handle = gated  # type: ignore[method-assign]
+    async with running(fake, core, tmp_path, defer_after=0.05):
+        slash = await interact(fake, fake.slash("salary", {"level": "senior"}))
+        mark = fake.mark()
+        await fake.dispatch("MESSAGE_CREATE", fake.message_create(f"<@{BOT_ID}> salary staff", mentions_bot=True))
+        mention = await fake.wait_for(lambda r: r.path == f"/channels/{CHANNEL_ID}/messages", after=mark)
+        release.clear()
+        slow = fake.slash("salary", {"level": "entry"})
+        await interact(fake, slow)
+        release.set()
+        edited = await fake.wait_for(lambda r: r.method == "PATCH" and slow.token in r.path)
+        stored = await fake.wait_for_message(lambda m: bool(m["attachments"]) and "Entry level" in m["embeds"][0]["title"])
+    for record, level, figure in ((slash, "Senior", "$180,000"), (mention, "Staff/Principal", "$200,000"), (edited, "Entry level", "$100,000")):
+        body = record.json["data"] if record.path.endswith("/callback") else record.json
+        [upload] = record.files
+        assert upload.data.startswith(PNG_SIGNATURE) and len(upload.data) > 5_000
+        assert upload.filename.endswith(".png")
+        assert figure in (upload.description or "") and level in (upload.description or "")
+        assert body["embeds"][-1]["image"]["url"] == f"attachment://{upload.filename}"
+        assert body["attachments"] == [{"id": 0, "filename": upload.filename, "description": upload.description}]
+        assert_member_safe(body)
+    [attachment] = stored["attachments"]
+    assert fake.files[attachment["id"]] == edited.files[0].data and attachment["content_type"] == "image/png"
+

@@ -665,4 +665,45 @@ def test_manifest_subscribes_to_what_the_adapter_handles():
     assert features["app_home"]["home_tab_enabled"] and features["app_home"]["messages_tab_enabled"]
     assert set(settings_["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im", "app_home_opened"}
     assert settings_["interactivity"]["is_enabled"] and settings_["socket_mode_enabled"]
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) >= {"app_mentions:read", "chat:write", "commands", "im:history", "im:write", "users:read"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) >= {"app_mentions:read", "chat:write", "commands", "files:write", "im:history", "im:write", "users:read"}
+
+
+# --- files --------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def test_salary_chart_is_uploaded_into_the_answers_thread(make_core, fake):
+    """@mlbot salary senior: the answer in the thread, then the chart uploaded there the way
+    files_upload_v2 does it (upload URL, the bytes, completion), with the figures as alt text."""
+    async with served(make_core(), fake) as slack:
+        await slack.event(mention("salary senior", ts="1700000000.000333"))
+        [shared] = await fake.wait_for_files()
+    [post] = fake.calls("chat.postMessage")
+    assert post["thread_ts"] == "1700000000.000333" and "$180,000" in section_texts(post)
+    assert shared.channel == "C1" and shared.thread_ts == "1700000000.000333"
+    assert shared.data.startswith(PNG_SIGNATURE) and shared.filename.endswith(".png")
+    assert "$180,000" in (shared.alt_txt or "") and "Senior" in (shared.alt_txt or "")
+    methods = [c.method for c in fake.log if c.method not in ("auth.test", "users.info")]
+    assert methods == ["chat.postMessage", "files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
+
+
+async def test_slash_command_chart_goes_to_the_channel_or_else_the_dm(make_core, fake, caplog):
+    """`/mlbot salary staff`: the chart is shared into the channel; where the bot may not post
+    files it goes to the member's DM instead, and a refusal there too is one warning, not an apology."""
+    async with served(make_core(), fake) as slack:
+        await slack.command("salary staff")
+        [in_channel] = await fake.wait_for_files()
+        fake.fail("files.completeUploadExternal", "not_in_channel")
+        await slack.command("salary entry")
+        [_, in_dm] = await fake.wait_for_files(2)
+        fake.fail("files.completeUploadExternal", "missing_scope", times=2)
+        await slack.command("salary mid")
+        await fake.wait_for("files.completeUploadExternal", count=5)
+        await fake.wait_for("response_url", count=3)
+    assert in_channel.channel == "C1" and "Staff/Principal" in (in_channel.alt_txt or "")
+    assert in_dm.channel == "DU2" and "Entry level" in (in_dm.alt_txt or "")
+    assert len(fake.files) == 2
+    texts = [section_texts(r) for r in fake.calls("response_url")]
+    assert all("$" in t for t in texts) and not any("went wrong" in t for t in texts)
+    assert any("missing_scope" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz, process
 
+from bot.charts import salary_attachment
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Band, Content, Fact
 from bot.replies import Field, Reply
@@ -168,11 +169,13 @@ async def salary(req: "Request") -> Reply:
     fields = tuple(Field(c.levels[level].name, "\n".join(_band_line(b, c) for b in level_bands)) for level, level_bands in by_level.items())
     title_level = " / ".join(c.levels[l].name for l in level_ids) if level_ids else "ML engineer"
     text_parts = preface + [f.text for f in shown_facts] + ([reference] if reference else [])
+    title = f"{title_level} salaries: {region.name}"
     return Reply(
-        title=f"{title_level} salaries: {region.name}",
+        title=title,
         text="\n".join(dict.fromkeys(text_parts)),
         fields=fields,
         sources=c.titles(*(f.source for f in shown_facts), *(b.source for b in bands)),
+        attachments=(salary_attachment(c, title, region, bands, reference),) if bands else (),
     )
 
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import mimetypes
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -335,7 +336,7 @@ class FakeDiscord:
         url = f"http://127.0.0.1:{self.port}/attachments/{channel_id}/{attachment_id}/{upload.filename}"
         self.files[attachment_id] = upload.data
         stored = {"id": attachment_id, "filename": upload.filename, "size": len(upload.data), "url": url, "proxy_url": url,
-                  "content_type": upload.content_type}
+                  "content_type": mimetypes.guess_type(upload.filename)[0] or upload.content_type}  # Discord goes by the name
         if upload.description is not None:
             stored["description"] = upload.description
         return stored
