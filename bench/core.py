@@ -56,6 +56,23 @@ async def core_loop(n: int) -> tuple[list[float], float]:
     return samples, time.perf_counter() - start
 
 
+SALARY = ["salary senior", "salary", "salary entry europe", "salary staff remote", "what do senior ML engineers earn in Europe?"]
+
+
+async def salary_loop(n: int) -> list[float]:
+    """`salary` replies once each chart is drawn (the first reply of each draws it): us each."""
+    core = Core(load_content(), rng=random.Random(1))
+    messages = [Message("console", "s", SALARY[i % len(SALARY)]) for i in range(n)]
+    for m in messages[: len(SALARY)]:
+        await core.handle(m)
+    samples = []
+    for m in messages:
+        t = time.perf_counter_ns()
+        await core.handle(m)
+        samples.append((time.perf_counter_ns() - t) / 1000)
+    return samples
+
+
 async def floor_loop(n: int) -> list[float]:
     table = {text: i for i, text in enumerate(MESSAGES)}
     samples = []
@@ -84,6 +101,8 @@ def main() -> None:
     print(f"core.throughput: {n / elapsed:.0f} msg/s")
     print(f"core.floor.p50: {percentile(floor, 0.50):.2f} us")
     print(f"core.floor.p99: {percentile(floor, 0.99):.2f} us")
+    salary = asyncio.run(salary_loop(n))
+    print(f"core.salary_with_chart.p99: {percentile(salary, 0.99):.0f} us")
     import os
 
     with tempfile.TemporaryDirectory() as tmp:
