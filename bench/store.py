@@ -84,8 +84,9 @@ def populate(path: Path, content) -> None:
     )
     db.executemany("INSERT INTO progress VALUES (?, 'step', ?, ?)", ((i, steps[j], stamp) for i in range(1, MEMBERS + 1) for j in range(i % 4)))
     db.executemany(
-        "INSERT INTO cards VALUES (?, ?, 2.5, 6.0, 2, ?, 2, 0, 3)",
-        ((i, questions[(i + j) % len(questions)], stamp) for i in range(1, MEMBERS + 1) for j in range(3)),
+        "INSERT INTO cards (member_id, question_id, state, stability, difficulty, due_at, last_review, reviews, lapses, last_grade) "
+        "VALUES (?, ?, 2, 6.0, 3.0, ?, ?, 2, 0, 3)",
+        ((i, questions[(i + j) % len(questions)], stamp, stamp) for i in range(1, MEMBERS + 1) for j in range(3)),
     )
     db.executemany("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, 3, ?)", ((i, questions[i % len(questions)], stamp) for i in range(1, MEMBERS + 1)))
     db.commit()

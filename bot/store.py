@@ -54,11 +54,15 @@ class Tx(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CardState:
+    """A practice card's FSRS schedule (`bot.srs`) and its review counts."""
+
     question_id: str
-    ease: float
-    interval_days: float
-    repetitions: int
+    state: int  # FSRS: 1 learning, 2 review, 3 relearning
+    step: int | None  # the learning or relearning step; None in review
+    stability: float  # days until the chance of recall falls to 90 %
+    difficulty: float  # 1 (easy) to 10 (hard)
     due_at: dt.datetime
+    last_review: dt.datetime | None
     reviews: int
     lapses: int
     last_grade: int | None
@@ -212,6 +216,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX unanswered_asks_question ON unanswered_asks (question)
         """,
     ),
+    # SM-2 to FSRS. Each card keeps its due date; with FSRS aiming at 90 % recall the
+    # interval equals the stability, so stability = the SM-2 interval and the card falls
+    # due exactly when it did. Difficulty from ease: 2.5 (SM-2's start, a card never
+    # graded below good) -> 3 (FSRS gives 2.1 after a first 'good'); each 0.15 of ease
+    # lost, about one 'hard', adds a point; clamped to FSRS's 1-10 (ease 1.3 -> 10).
+    # Every converted card has passed a review, so it is in the review state (2); its
+    # last review is the latest in `reviews`, which stays as it was (grades 1-4 are
+    # FSRS's ratings).
+    (
+        "practice cards scheduled by FSRS: stability, difficulty, state and step replace SM-2's ease and repetitions",
+        """
+        ALTER TABLE cards ADD COLUMN state INTEGER NOT NULL DEFAULT 2;
+        ALTER TABLE cards ADD COLUMN step INTEGER;
+        ALTER TABLE cards ADD COLUMN stability REAL;
+        ALTER TABLE cards ADD COLUMN difficulty REAL;
+        ALTER TABLE cards ADD COLUMN last_review TEXT;
+        UPDATE cards SET
+            stability = interval_days,
+            difficulty = CASE
+                WHEN 3 + (2.5 - ease) / 0.15 < 1 THEN 1.0
+                WHEN 3 + (2.5 - ease) / 0.15 > 10 THEN 10.0
+                ELSE 3 + (2.5 - ease) / 0.15
+            END,
+            last_review = (
+                SELECT MAX(r.reviewed_at) FROM reviews r WHERE r.member_id = cards.member_id AND r.question_id = cards.question_id
+            );
+        ALTER TABLE cards DROP COLUMN ease;
+        ALTER TABLE cards DROP COLUMN interval_days;
+        ALTER TABLE cards DROP COLUMN repetitions
+        """,
+    ),
 ]
 
 
@@ -359,11 +394,14 @@ class Store:
     async def cards(self, key: str) -> dict[str, CardState]:
         platform, user = split_member(key)
         rows = await self._read(
-            "SELECT c.question_id, c.ease, c.interval_days, c.repetitions, c.due_at, c.reviews, c.lapses, c.last_grade "
+            "SELECT c.question_id, c.state, c.step, c.stability, c.difficulty, c.due_at, c.last_review, c.reviews, c.lapses, c.last_grade "
             "FROM cards c JOIN members m ON m.id = c.member_id WHERE m.platform = ? AND m.user_id = ?",
             (platform, user),
         )
-        return {r[0]: CardState(r[0], r[1], r[2], r[3], parse_time(r[4]), r[5], r[6], r[7]) for r in rows}
+        return {
+            r[0]: CardState(r[0], r[1], r[2], r[3], r[4], parse_time(r[5]), parse_time(r[6]) if r[6] else None, r[7], r[8], r[9])
+            for r in rows
+        }
 
     async def save_review(self, key: str, state: CardState, grade: int, now: dt.datetime, *, expected_card: str) -> bool:
         """Store the new schedule and the review, and clear the current card, atomically.
@@ -377,11 +415,13 @@ class Store:
             if taken.rowcount != 1:
                 return False
             await db.execute(
-                "INSERT INTO cards (member_id, question_id, ease, interval_days, repetitions, due_at, reviews, lapses, last_grade) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id, question_id) DO UPDATE SET "
-                "ease = excluded.ease, interval_days = excluded.interval_days, repetitions = excluded.repetitions, "
-                "due_at = excluded.due_at, reviews = excluded.reviews, lapses = excluded.lapses, last_grade = excluded.last_grade",
-                (member, state.question_id, state.ease, state.interval_days, state.repetitions, iso(state.due_at), state.reviews, state.lapses, grade),
+                "INSERT INTO cards (member_id, question_id, state, step, stability, difficulty, due_at, last_review, reviews, lapses, last_grade) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id, question_id) DO UPDATE SET "
+                "state = excluded.state, step = excluded.step, stability = excluded.stability, difficulty = excluded.difficulty, "
+                "due_at = excluded.due_at, last_review = excluded.last_review, reviews = excluded.reviews, lapses = excluded.lapses, "
+                "last_grade = excluded.last_grade",
+                (member, state.question_id, state.state, state.step, state.stability, state.difficulty, iso(state.due_at),
+                 iso(state.last_review) if state.last_review else None, state.reviews, state.lapses, grade),
             )
             await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
             return True

@@ -59,7 +59,7 @@ async def test_practice_reveal_grade_and_double_click(ask_reply, clock) -> None:
     revealed = await ask_reply(card.actions[0].command)
     assert [a.label for a in revealed.actions] == ["Again", "Hard", "Good", "Easy"]
     graded = await ask_reply(f"grade good {qid}")
-    assert "again in 1 day(s)" in graded.text
+    assert "again in 2 days, on " in graded.text
     second_click = await ask_reply(f"grade good {qid}")
     assert "already graded" in second_click.text and second_click.ephemeral
 
@@ -114,6 +114,43 @@ async def test_practice_stats_by_topic(ask) -> None:
     await ask("good")
     text = await ask("practice stats")
     assert "SQL" in text and "1 of" in text and "retention 100%" in text
+
+
+async def test_a_new_card_graded_easy_comes_back_later_than_good_later_than_hard(ask_reply, store, clock) -> None:
+    """FSRS: each grade of a new card gives its own first interval (SM-2 gave hard, good and easy one day each)."""
+    due = {}
+    for grade in ("hard", "good", "easy"):
+        card = await ask_reply("practice sql", user=grade)
+        await ask_reply("reveal", user=grade)
+        graded = await ask_reply(grade, user=grade)
+        assert f"Graded {grade}. You'll see this card again in " in graded.text
+        (state,) = (await store.cards(f"console:{grade}")).values()
+        assert card.actions[0].command == f"reveal {state.question_id}"
+        due[grade] = state.due_at
+    assert clock() < due["hard"] < due["good"] < due["easy"]
+    assert due["hard"] - clock() < dt.timedelta(days=1) <= due["good"] - clock()
+
+
+async def test_hard_on_a_new_card_brings_it_back_in_the_session(ask, ask_reply, clock) -> None:
+    await ask("practice sql")
+    await ask("reveal")
+    assert "again in 15 minutes (at 10:15) if you keep practising" in await ask("hard")
+    clock.advance(minutes=16)
+    assert "(due for review)" in (await ask_reply("practice sql")).title
+
+
+async def test_practice_stats_counts_cards_due_this_week(ask, clock) -> None:
+    for grade in ("good", "easy"):  # due in 2 days, then 8
+        await ask("practice sql")
+        await ask("reveal")
+        await ask(grade)
+    text = await ask("practice stats")
+    assert "1 card(s) due this week (the next 7 days), 0 of them now, retention 100%." in text
+    assert "2 of " in text and "0 due now, 1 due this week, retention 100%" in text
+    clock.advance(days=3)  # the easy card is 5 days off now
+    assert "2 card(s) due this week (the next 7 days), 1 of them now" in await ask("practice stats")
+    clock.advance(days=5)
+    assert "2 card(s) due this week (the next 7 days), 2 of them now" in await ask("practice stats")
 
 
 async def test_streak_counts_iso_weeks(ask, clock) -> None:

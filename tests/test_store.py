@@ -17,33 +17,38 @@ from pathlib import Path
 
 import pytest
 
-from bot.srs import schedule
-from bot.store import MIGRATIONS, PERSONAL_TABLES, StoreError, open_store
+from bot.srs import retrievability, schedule
+from bot.store import MIGRATIONS, PERSONAL_TABLES, StoreError, iso, open_store
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 
 
-def test_sm2_schedule_matches_hand_computation() -> None:
-    """good, good, good: 1, 6 then 6 x 2.5 = 15 days; hard lowers ease by 0.14; again resets."""
-    first = schedule(None, "q", 3, T0)
-    assert (first.interval_days, first.repetitions, first.ease) == (1.0, 1, 2.5)
-    second = schedule(first, "q", 3, T0)
-    assert (second.interval_days, second.ease) == (6.0, 2.5)
-    third = schedule(second, "q", 3, T0)
-    assert third.interval_days == 15.0 and third.due_at == T0 + dt.timedelta(days=15)
-    hard = schedule(third, "q", 2, T0)
-    assert hard.interval_days == 37.5 and hard.ease == pytest.approx(2.36)
-    easy = schedule(first, "q", 4, T0)
-    assert easy.ease == pytest.approx(2.6) and easy.interval_days == 6.0
-    lapse = schedule(third, "q", 1, T0)
-    assert (lapse.interval_days, lapse.repetitions, lapse.lapses, lapse.ease) == (1.0, 0, 1, 2.5)
+def test_fsrs_gives_each_grade_of_a_new_card_its_own_interval() -> None:
+    """again and hard stay in the 10-minute learning step; good and easy move to days."""
+    waits = {grade: schedule(None, "q", grade, T0).due_at - T0 for grade in (1, 2, 3, 4)}
+    assert (waits[1], waits[2]) == (dt.timedelta(minutes=10), dt.timedelta(minutes=15))
+    assert dt.timedelta(days=1) <= waits[3] < waits[4]
+    easy = schedule(None, "q", 4, T0)
+    assert (easy.state, easy.step, easy.reviews, easy.lapses, easy.last_review) == (2, None, 1, 0, T0)
 
 
-def test_ease_never_drops_below_floor() -> None:
-    state = schedule(None, "q", 2, T0)
-    for _ in range(20):
-        state = schedule(state, "q", 2, T0)
-    assert state.ease == 1.3
+def test_fsrs_intervals_grow_with_good_grades_and_a_lapse_relearns() -> None:
+    state = schedule(None, "q", 3, T0)
+    intervals = []
+    for _ in range(3):
+        now = state.due_at
+        state = schedule(state, "q", 3, now)
+        intervals.append(state.due_at - now)
+    assert intervals == sorted(intervals) and intervals[0] < intervals[-1]
+    lapse = schedule(state, "q", 1, state.due_at)
+    assert (lapse.state, lapse.lapses, lapse.due_at - state.due_at) == (3, 1, dt.timedelta(minutes=10))
+    assert lapse.stability < state.stability and lapse.difficulty > state.difficulty
+
+
+def test_retrievability_falls_as_a_card_waits() -> None:
+    state = schedule(None, "q", 3, T0)
+    at_due = retrievability(state, state.due_at)
+    assert at_due == pytest.approx(0.9, abs=0.02) and retrievability(state, state.due_at + dt.timedelta(days=30)) < at_due
 
 
 async def test_not_a_database_is_one_sentence(tmp_path: Path) -> None:
@@ -83,6 +88,60 @@ async def test_migrating_a_first_version_database_loses_nothing(tmp_path: Path) 
         assert "python-fundamentals" in (await store.done_items("console:old"))["step"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+SM2_SCHEMA = 7  # the last schema whose cards SM-2 scheduled
+
+
+async def _sm2_database(target: str, rows: list[str]) -> None:
+    """A database at schema SM2_SCHEMA holding `rows` (SQL inserts), on either backend."""
+    if target.startswith("postgresql://"):
+        import asyncpg
+
+        from bot.store_pg import migration_ddl
+
+        conn = await asyncpg.connect(target)
+        try:
+            await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            for number, (_, sql) in enumerate(MIGRATIONS[:SM2_SCHEMA], start=1):
+                for statement in migration_ddl(sql).split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            for row in rows:
+                await conn.execute(row)
+        finally:
+            await conn.close()
+        return
+    with sqlite3.connect(target) as db:
+        for _, sql in MIGRATIONS[:SM2_SCHEMA]:
+            db.executescript(sql)
+        db.execute(f"PRAGMA user_version = {SM2_SCHEMA}")
+        for row in rows:
+            db.execute(row)
+
+
+async def test_sm2_cards_become_fsrs_cards_due_when_they_were(db_target: str) -> None:
+    """Migration 8: each SM-2 card keeps its due date and reviews; stability is its interval,
+    difficulty follows its ease; the next good review moves it further out."""
+    reviewed, due = T0 - dt.timedelta(days=6), T0
+    await _sm2_database(db_target, [
+        "INSERT INTO members (id, platform, user_id, created_at, last_seen) VALUES (1, 'console', 'old', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+        f"INSERT INTO cards (member_id, question_id, ease, interval_days, repetitions, due_at, reviews, lapses, last_grade) VALUES (1, 'easy-one', 2.5, 6.0, 2, '{iso(due)}', 2, 0, 3)",
+        f"INSERT INTO cards (member_id, question_id, ease, interval_days, repetitions, due_at, reviews, lapses, last_grade) VALUES (1, 'hard-one', 1.3, 1.0, 0, '{iso(due)}', 4, 2, 1)",
+        f"INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (1, 'easy-one', 3, '{iso(reviewed - dt.timedelta(days=1))}')",
+        f"INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (1, 'easy-one', 3, '{iso(reviewed)}')",
+    ])
+    async with open_store(db_target) as store:
+        cards = await store.cards("console:old")
+        assert len(await store.review_grades("console:old")) == 2
+    easy, hard = cards["easy-one"], cards["hard-one"]
+    assert (easy.due_at, easy.state, easy.stability, easy.difficulty, easy.last_review) == (due, 2, 6.0, pytest.approx(3.0), reviewed)
+    assert (easy.reviews, easy.lapses, easy.last_grade) == (2, 0, 3)
+    assert (hard.due_at, hard.stability, hard.difficulty, hard.last_review, hard.lapses) == (due, 1.0, 10.0, None, 2)
+    assert retrievability(easy, due) == pytest.approx(0.9, abs=0.02)
+    assert schedule(easy, "easy-one", 3, due).due_at - due > dt.timedelta(days=6)
+    assert schedule(hard, "hard-one", 3, due).due_at > due
 
 
 async def test_forget_leaves_no_row_of_the_member(tmp_path: Path, core, clock) -> None:

@@ -10,8 +10,8 @@ from bot.commands import Choice, CommandSpec, Param
 from bot.content import Content
 from bot.handlers.knowledge import closest
 from bot.handlers.nudge import summary_line
-from bot.replies import Action, Field, Reply
-from bot.srs import GRADE_NAMES, parse_grade, schedule
+from bot.replies import Action, Attachment, Field, Reply
+from bot.srs import GRADE_NAMES, parse_grade, retrievability, schedule
 from bot.store import CardState
 from bot.streaks import weekly_streak
 from bot.text import FUNCTION_WORDS, quote
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bot.core import Request
 
 STEP, COURSE = "step", "course"
+WEEK = dt.timedelta(days=7)
 
 
 def member_zone(name: str) -> ZoneInfo:
@@ -191,10 +192,11 @@ async def home(req: "Request") -> Reply:
 
 def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, now: dt.datetime, rng_choice,
               concept: str | None = None) -> tuple[str, str]:
-    """(question id, why): due cards first, weakest (lowest ease) first; then a new card;
-    then the card due soonest, as an early review. `concept` keeps to the cards tagged so."""
+    """(question id, why): due cards first, the one the member is likeliest to have
+    forgotten (lowest FSRS retrievability) first; then a new card; then the card due
+    soonest, as an early review. `concept` keeps to the cards tagged so."""
     pool = [q for q in content.questions.values() if (topic is None or q.topic == topic) and (concept is None or concept in q.tags)]
-    due = sorted((cards[q.id] for q in pool if q.id in cards and cards[q.id].due_at <= now), key=lambda c: (c.ease, c.due_at))
+    due = sorted((cards[q.id] for q in pool if q.id in cards and cards[q.id].due_at <= now), key=lambda c: (retrievability(c, now), c.due_at))
     if due:
         return due[0].question_id, "due for review"
     new = [q.id for q in pool if q.id not in cards]
@@ -279,12 +281,27 @@ async def grade(req: "Request") -> Reply:
     if not await req.store.save_review(req.member, state, value, req.now, expected_card=current):
         return Reply(text="You've already graded that card. Say `practice` for the next question.", ephemeral=True)
     topic = req.content.questions[current].topic
-    when = state.due_at.astimezone(member_zone(await req.store.timezone(req.member))).strftime("%a %d %b")
+    when = comes_back(state.due_at, req.now, member_zone(await req.store.timezone(req.member)))
     return Reply(
-        text=f"Graded {GRADE_NAMES[value]}. You'll see this card again in {state.interval_days:g} day(s), on {when}.",
+        text=f"Graded {GRADE_NAMES[value]}. You'll see this card again {when}.",
         actions=(Action("Next question", f"practice {topic}", "primary"),),
         ephemeral=True,
     )
+
+
+def comes_back(due: dt.datetime, now: dt.datetime, zone: ZoneInfo) -> str:
+    """When a graded card returns, as the grade reply says it: minutes for a learning
+    step (within the session), days for a review."""
+    wait, local = due - now, due.astimezone(zone)
+    if wait < dt.timedelta(days=1):
+        return f"in {max(1, round(wait / dt.timedelta(minutes=1)))} minutes (at {local:%H:%M}) if you keep practising"
+    days = round(wait / dt.timedelta(days=1))
+    return f"in {days} day{'s' if days != 1 else ''}, on {local:%a %d %b}"
+
+
+def _retention(grades: list[int]) -> str:
+    """Share of reviews graded hard, good or easy (recalled), not FSRS's predicted recall."""
+    return f", retention {sum(1 for g in grades if g > 1) / len(grades):.0%}" if grades else ""
 
 
 async def practice_stats(req: "Request") -> Reply:
@@ -296,10 +313,19 @@ async def practice_stats(req: "Request") -> Reply:
         total = sum(1 for q in c.questions.values() if q.topic == topic.id)
         seen = [s for q, s in cards.items() if c.questions[q].topic == topic.id]
         due = sum(1 for s in seen if s.due_at <= req.now)
-        topic_grades = [g for q, g in grades if c.questions[q].topic == topic.id]
-        retention = f", retention {sum(1 for g in topic_grades if g > 1) / len(topic_grades):.0%}" if topic_grades else ""
-        fields.append(Field(topic.name, f"{len(seen)} of {total} seen, {due} due{retention}"))
-    return Reply(title="Your practice by topic", fields=tuple(fields), ephemeral=True)
+        week = sum(1 for s in seen if s.due_at <= req.now + WEEK)
+        retention = _retention([g for q, g in grades if c.questions[q].topic == topic.id])
+        fields.append(Field(topic.name, f"{len(seen)} of {total} seen, {due} due now, {week} due this week{retention}"))
+    due_now = sum(1 for s in cards.values() if s.due_at <= req.now)
+    due_week = sum(1 for s in cards.values() if s.due_at <= req.now + WEEK)
+    overall = f"{due_week} card(s) due this week (the next 7 days), {due_now} of them now{_retention([g for _, g in grades])}."
+    return Reply(
+        title="Your practice by topic",
+        text=overall,
+        fields=tuple(fields),
+        footer="Retention: the share of your reviews graded hard, good or easy.",
+        ephemeral=True,
+    )
 
 
 # --- privacy --------------------------------------------------------------------------
@@ -314,7 +340,10 @@ async def mydata(req: "Request") -> Reply:
     data = await req.store.export(req.member)
     if not data:
         return Reply(text="I have nothing stored about you.", ephemeral=True)
-    return Reply(title="Everything stored about you", text=export_json(data), footer="`forget me` deletes it all.", ephemeral=True)
+    text = export_json(data)
+    # The file carries the text: Discord and Slack send one JSON file instead of splitting it across messages.
+    export = Attachment("mlbot-data.json", text.encode("utf-8"), "Everything stored about you, as JSON", "application/json", carries_text=True)
+    return Reply(title="Everything stored about you", text=text, footer="`forget me` deletes it all.", ephemeral=True, attachments=(export,))
 
 
 async def forget(req: "Request") -> Reply:
