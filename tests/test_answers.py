@@ -88,10 +88,18 @@ async def test_every_factual_reply_names_a_source(core) -> None:
 
 
 async def test_help_is_generated_from_the_registry(core) -> None:
-    text = render_text(await core.handle(Message("console", "h", "help")))
+    text = render_text(await core.handle(Message("console", "h", "help all")))
     for spec in core.registry:
         if not spec.admin:
             assert f"`{spec.usage()}`" in text
+
+
+async def test_first_help_is_short_and_each_example_works(core) -> None:
+    reply = await core.handle(Message("console", "h", "help"))
+    assert len(reply.actions) == 5 and not reply.fields and "help all" in reply.footer
+    for action in reply.actions:
+        answer = await core.handle(Message("console", "h", action.command))
+        assert answer.command not in ("help", "clarify", "fallback"), action.command
 
 
 def test_registry_refuses_duplicate_words() -> None:

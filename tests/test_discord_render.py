@@ -101,7 +101,7 @@ def test_long_reply_is_paged_within_every_limit_and_never_cut_mid_sentence(n_ite
 def test_help_entries_stay_whole_when_a_group_spans_several_fields(core: Core) -> None:
     """A help group longer than one field (1,024) continues in the next field between two
     entries, never between a command and its description (the ":" after it)."""
-    reply = help_reply(core, admin=True)
+    reply = help_reply(core, "all", admin=True)
     assert any(len(f.value) > limits.FIELD_VALUE for f in reply.fields), "the help has a group that needs two fields"
     pages = render(reply)
     assert_within_limits(pages)

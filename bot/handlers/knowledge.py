@@ -9,7 +9,7 @@ from rapidfuzz import fuzz, process
 from bot.charts import salary_attachment
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Band, Content, Fact
-from bot.replies import Field, Reply
+from bot.replies import Action, Field, Reply
 from bot.text import money, quote
 
 if TYPE_CHECKING:
@@ -69,13 +69,12 @@ async def compare(req: "Request") -> Reply:
         ids = [default, partner]
     fields: list[Field] = []
     sources: list[str] = []
-    for table in c.comparisons:
-        rows = [row for row in table.rows if row.role in ids]
+    for table in c.comparisons:  # one field per table; each column once, the roles side by side under it
+        rows = sorted((row for row in table.rows if row.role in ids), key=lambda row: ids.index(row.role))
         if not rows:
             continue
-        for row in rows:
-            value = "\n".join(f"{col}: {val}" for col, val in zip(table.columns, row.values))
-            fields.append(Field(f"{c.roles[row.role].name} ({table.title})", value))
+        lines = [f"{column}:\n" + "\n".join(f"  {c.roles[row.role].name}: {row.values[n]}" for row in rows) for n, column in enumerate(table.columns)]
+        fields.append(Field(table.title, "\n".join(lines)))
         sources.append(table.source)
     summaries = [f"{c.roles[i].name}: {c.roles[i].summary.text}" for i in ids]
     return Reply(
@@ -304,7 +303,7 @@ async def path(req: "Request") -> Reply:
         serving[x.path_step].append(x.title)
     items = []
     for n, step in enumerate(c.path_steps.values(), 1):
-        line = f"{n}. {step.name}: {step.description}"
+        line = f"Step {n}, {step.name}: {step.description}"
         if serving[step.id]:
             line += f" Courses: {', '.join(serving[step.id])}."
         items.append(line)
@@ -359,8 +358,14 @@ def _listed(param: Param, content: Content) -> str:
     return f" ({', '.join(values)})" if values else ""
 
 
+# The first `help` shows one example of each of these; `help all` lists every command.
+FIRST_HELP = ("salary", "role", "path", "interview", "practice")
+
+
 def help_reply(core: "Core", command: str | None = None, *, admin: bool = False) -> Reply:
-    if command:
+    if command is None:
+        return _first_help(core)
+    if command != "all":
         spec = core.registry.get(command)
         if spec is not None:
             lines = [f"`{spec.usage()}`: {spec.summary}"]
@@ -375,11 +380,22 @@ def help_reply(core: "Core", command: str | None = None, *, admin: bool = False)
         if spec.needs_store and core.store is None:
             continue
         groups[spec.group].append(f"`{spec.usage()}`: {spec.summary}")
-    examples = [e for spec in core.registry for e in spec.examples[:1] if not spec.admin][:6]
     return Reply(
         title="What I can help with",
-        text="Ask in plain words or use a command. For example: " + "; ".join(f'"{e}"' for e in examples),
+        text="Ask in plain words or use a command.",
         fields=tuple(Field(group, "\n".join(lines)) for group, lines in groups.items()),
+    )
+
+
+def _first_help(core: "Core") -> Reply:
+    """Five things to try, each a button: short enough to read at a glance."""
+    specs = [core.registry.get(name) for name in FIRST_HELP]
+    examples = [spec.examples[0] for spec in specs if spec is not None and spec.examples and (core.store is not None or not spec.needs_store)]
+    return Reply(
+        title="What I can help with",
+        text="Ask in plain words about ML engineer roles, salaries, the learning path, courses and interviews. For example:",
+        actions=tuple(Action(example, example) for example in examples),
+        footer="`help all` lists every command; `help <command>` explains one.",
     )
 
 

@@ -254,21 +254,21 @@ async def _on(req: "Request", parsed: Parsed, profile_zone: str | None) -> Reply
     existing = await nudges.get_subscription(req.store, req.member)
     stored_zone = await req.store.timezone(req.member)
     if parsed.timezone:
-        zone, why = parsed.timezone, "the timezone you gave"
+        zone, why = parsed.timezone, ""
     elif existing is not None:
-        zone, why = existing.timezone, "as before"
+        zone, why = existing.timezone, " Same timezone as before."
     elif profile_zone:
-        zone, why = profile_zone, "your Slack profile's timezone"
+        zone, why = profile_zone, " The timezone is your Slack profile's."
     elif stored_zone and stored_zone != "UTC":
-        zone, why = stored_zone, "your saved timezone"
+        zone, why = stored_zone, " The timezone is the one you saved."
     else:
-        zone, why = "UTC", "I don't know your timezone: add one, e.g. `nudge on monday 9am Europe/Berlin`"
+        zone, why = "UTC", " I don't know your timezone, so that's UTC: add yours, e.g. `nudge on monday 9am Europe/Berlin`."
     weekday = parsed.weekday if parsed.weekday is not None else (existing.weekday if existing else nudges.DEFAULT_WEEKDAY)
     at = parsed.at or (existing.local_time if existing else nudges.DEFAULT_TIME)
     sub = await nudges.subscribe(req.store, req.member, weekday, at, zone, req.now, member_timezone=parsed.timezone)
     return Reply(
         title="Weekly study nudge on",
-        text=f"I'll DM you your next step {_every(sub.schedule)}; timezone: {why}.\nThe next one comes {_when(sub.next_due_at, zone)}.",
+        text=f"I'll DM you your next step {_every(sub.schedule)}.{why}\nThe next one comes {_when(sub.next_due_at, zone)}.",
         actions=(Action("Turn off", "nudge off"), Action("Pause 2 weeks", "nudge pause 2 weeks")),
         footer="Change it with `nudge on <day> <time> <timezone>`, e.g. `nudge on friday 18:30 Europe/Berlin`.",
         ephemeral=True,
