@@ -1,5 +1,7 @@
-"""Core latency and throughput, and `mlbot ask "help"` start-up, against floors measured
-in the same run. Prints one `name: value unit` line per figure.
+"""Core latency and throughput, and the start-up of `mlbot --help` and `mlbot ask "help"`,
+against floors measured in the same run (`python -c pass` for start-up, interleaved with
+the commands so that load on the machine hits all three alike). Prints one
+`name: value unit` line per figure.
 
     python bench/core.py
 """
@@ -83,12 +85,14 @@ async def floor_loop(n: int) -> list[float]:
     return samples
 
 
-def process_times(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    times = []
+def process_times(commands: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """Wall time of each command, `runs` times, taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - t)
+        for name, argv in commands.items():
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+            times[name].append(time.perf_counter() - t)
     return times
 
 
@@ -107,11 +111,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, MLBOT_DB=str(Path(tmp) / "bench.sqlite3"))
-        bare = process_times([sys.executable, "-c", "pass"], 15, env)
-        ask = process_times([sys.executable, "-m", "bot", "ask", "help"], 15, env)
-    print(f"startup.python_pass.median: {statistics.median(bare) * 1000:.0f} ms")
-    print(f"startup.ask_help.median: {statistics.median(ask) * 1000:.0f} ms")
-    print(f"startup.ratio: {statistics.median(ask) / statistics.median(bare):.1f} x")
+        commands = {"bare": [sys.executable, "-c", "pass"], "help": [sys.executable, "-m", "bot", "--help"],
+                    "ask": [sys.executable, "-m", "bot", "ask", "help"]}
+        medians = {name: statistics.median(times) for name, times in process_times(commands, 15, env).items()}
+    print(f"startup.python_pass.median: {medians['bare'] * 1000:.0f} ms")
+    print(f"startup.help.median: {medians['help'] * 1000:.0f} ms")
+    print(f"startup.help.ratio: {medians['help'] / medians['bare']:.1f} x")
+    print(f"startup.ask_help.median: {medians['ask'] * 1000:.0f} ms")
+    print(f"startup.ratio: {medians['ask'] / medians['bare']:.1f} x")
 
 
 if __name__ == "__main__":

@@ -6,25 +6,38 @@ chat when none are: the one command a newcomer needs.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
+import importlib.util
 import io
 import json
-import logging
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Iterator, TextIO
+from typing import TYPE_CHECKING, AsyncIterator, Iterator, TextIO
 
-from bot import data_cli, db_cli, nudges_cli
-from bot.content import ContentError, load_content
-from bot.core import Core
-from bot.handlers import build_registry
-from bot.messages import Message
-from bot.replies import Reply, render_text
-from bot.settings import Settings
-from bot.store import StoreError, open_store
+if TYPE_CHECKING:
+    from bot.core import Core
+    from bot.replies import Reply
+    from bot.settings import Settings
 
-log = logging.getLogger("mlbot")
+# This module is the composition root: it imports the rest of mlbot inside the functions
+# that run a command, once the arguments are parsed, so `mlbot --help` costs little more
+# than argparse and each command imports only what it runs.
+
+# Commands whose parsers live in their own modules: `mlbot --help` lists them with these
+# summaries, and a module is imported only when its command is on the command line (see
+# `_parse`). The flag: whether the command takes the common options.
+LAZY_COMMANDS = {
+    "nudges": ("bot.nudges_cli", "weekly nudges by hand: preview, due, run --once", True),
+    "db": ("bot.db_cli", "the database: check its pages, back it up", True),
+    "data": ("bot.data_cli", "a member's data: export it as JSON, or delete it (requests by e-mail)", False),
+}
+# What `mlbot run` imports for a platform (its adapter, then /healthz and /metrics), by the
+# names pip knows them by; the platform's extra installs them all.
+PLATFORM_LIBRARIES = {
+    "discord": ("DISCORD_TOKEN", {"discord": "discord.py", "aiohttp": "aiohttp", "prometheus_client": "prometheus-client"}),
+    "slack": ("SLACK_BOT_TOKEN", {"slack_bolt": "slack-bolt", "slack_sdk": "slack-sdk", "aiohttp": "aiohttp", "prometheus_client": "prometheus-client"}),
+}
 
 
 def _common(*, top: bool) -> argparse.ArgumentParser:
@@ -48,7 +61,9 @@ def _member_name(text: str) -> str:
     return text.strip()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. Of LAZY_COMMANDS only `command` gets its real parser; the others
+    are stand-ins that list it in the help and take any arguments."""
     common = _common(top=False)
     parser = argparse.ArgumentParser(prog="mlbot", description=__doc__.splitlines()[0], parents=[_common(top=True)])
     sub = parser.add_subparsers(dest="command")
@@ -61,9 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     content_sub = content.add_subparsers(dest="content_command", required=True)
     check = content_sub.add_parser("check", parents=[common], help="validate content files")
     check.add_argument("directory", nargs="?", type=Path)
-    nudges_cli.add_parser(sub, [common])
-    db_cli.add_parser(sub, [common])
-    data_cli.add_parser(sub)
+    for name, (module, summary, takes_common) in LAZY_COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=summary, add_help=False)
+        elif takes_common:
+            importlib.import_module(module).add_parser(sub, [common])
+        else:
+            importlib.import_module(module).add_parser(sub)
     for group in (sub, content_sub):
         _named_by_choices(group)
     return parser
@@ -75,14 +94,56 @@ def _named_by_choices(group: argparse.Action) -> None:
     group.metavar = "{" + ",".join(group.choices) + "}"
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Two passes: the first finds the command (a lazy one's stand-in takes any arguments),
+    the second parses with that command's real parser and reports any usage error."""
+    found, _ = _parser().parse_known_args(argv)
+    return _parser(found.command).parse_args(argv)
+
+
+def _missing_libraries(settings: Settings, *, platforms: bool, database: bool) -> list[str]:
+    """What this install lacks for the command (a platform whose token is set, a PostgreSQL
+    database), one line each naming the extra that installs it."""
+    from bot.store import is_postgres
+
+    needs = []
+    if database and is_postgres(settings.db):
+        needs.append(("The database is a postgresql:// URL", {"asyncpg": "asyncpg"}, "postgres"))
+    for platform in settings.platforms if platforms else []:
+        variable, libraries = PLATFORM_LIBRARIES[platform]
+        needs.append((f"{variable} is set", libraries, platform))
+    lines = []
+    for reason, libraries, extra in needs:
+        absent = [name for module, name in libraries.items() if importlib.util.find_spec(module) is None]
+        if absent:
+            lines.append(f"{reason} but {absent[0]} is not installed: pip install 'mlbot[{extra}]' (from a checkout: pip install '.[{extra}]')")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
+    import asyncio
+    import logging
+
+    from bot.content import ContentError, load_content
+    from bot.settings import Settings
+    from bot.store import StoreError
+
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(db=args.db)
     content_dir = args.content or settings.content_dir
     if args.command == "content":
         return check_content(args.directory or content_dir)
+    runs = args.command == "run" or (args.command is None and bool(settings.platforms))
+    backup = args.command == "db" and args.db_command == "backup"  # of SQLite only: PostgreSQL gets pointed to pg_dump
+    missing = _missing_libraries(settings, platforms=runs, database=not backup)
+    for line in missing:
+        print(line, file=sys.stderr)
+    if missing:
+        return 1
     if args.command in ("db", "data"):
+        from bot import data_cli, db_cli
+
         try:
             return asyncio.run((db_cli if args.command == "db" else data_cli).run(settings.db, args))
         except StoreError as exc:
@@ -97,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if args.command == "nudges":
+            from bot import nudges_cli
+
             return asyncio.run(nudges_cli.run(content, settings.db, args))
         if args.command == "ask":
             return asyncio.run(_ask(content, settings, args, content_dir))
-        if args.command == "run" or (args.command is None and settings.platforms):
+        if runs:
             return asyncio.run(_run(content, settings, content_dir))
         if args.command is None:
             for line in settings.missing_credentials():
@@ -116,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_content(directory: Path | None) -> int:
+    from bot.content import ContentError, load_content
+    from bot.handlers import build_registry
+
     try:
         content = load_content(directory, commands={spec.name for spec in build_registry()})
     except ContentError as exc:
@@ -132,6 +198,9 @@ def check_content(directory: Path | None) -> int:
 
 @asynccontextmanager
 async def _core(content, settings: Settings, content_dir: Path | None, *, train_now: bool = True) -> AsyncIterator[Core]:
+    from bot.core import Core
+    from bot.store import open_store
+
     async with open_store(settings.db) as store:
         yield Core(content, store=store, content_dir=content_dir, train_now=train_now)
 
@@ -144,6 +213,8 @@ async def _chat(content, settings: Settings, args: argparse.Namespace, content_d
 
 
 def _as_json(query: str, reply: Reply, files: list[Path]) -> str:
+    from bot.replies import render_text
+
     return json.dumps(
         {"query": query, "command": reply.command, "title": reply.title, "text": render_text(reply), "sources": list(reply.sources), "ephemeral": reply.ephemeral,
          "attachments": [str(f) for f in files]},
@@ -162,6 +233,9 @@ def _save(reply: Reply, directory: Path | None) -> list[Path]:
 
 
 async def _ask(content, settings: Settings, args: argparse.Namespace, content_dir: Path | None) -> int:
+    from bot.messages import Message
+    from bot.replies import render_text
+
     if args.attachments is not None:
         try:
             args.attachments.mkdir(parents=True, exist_ok=True)
@@ -211,6 +285,8 @@ async def _run(content, settings: Settings, content_dir: Path | None) -> int:
         return 2
     from adapters.ops import PrometheusObserver, use_json_logs
     from adapters.runner import run_platforms
+    from bot.core import Core
+    from bot.store import open_store
 
     use_json_logs()
     async with open_store(settings.db, check=True) as store:  # a damaged file: refuse to start rather than write to it

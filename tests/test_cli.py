@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -177,3 +178,106 @@ def test_db_backup_points_postgres_to_pg_dump(tmp_path: Path) -> None:
 async def test_db_check_on_postgres_connects(tmp_path: Path, postgres_url: str) -> None:
     run = mlbot(tmp_path, "--db", postgres_url, "db", "check")
     assert run.returncode == 0 and b"PostgreSQL answers" in run.stdout, run.stderr
+
+
+# --- start-up: parse first, import what the command runs --------------------------------
+
+HEAVY = ("asyncio", "aiosqlite", "yaml", "rapidfuzz", "discord", "slack_bolt", "slack_sdk", "aiohttp", "asyncpg", "prometheus_client")
+
+
+def _imported_by(tmp_path: Path, argv: list[str], *, hide: tuple[str, ...] = (), **env: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `main(argv)` in a fresh interpreter, the modules in `hide` made unimportable as
+    in an install without their extra: its result, and the modules it imported."""
+    script = (
+        "import sys\n"
+        f"for name in {hide!r}: sys.modules[name] = None\n"
+        "from bot.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('--modules--', *sorted(sys.modules), sep='\\n')\n"
+        "sys.exit(code)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, env=_env(tmp_path, **env), cwd=ROOT, timeout=60)
+    modules = set(run.stdout.decode().split("--modules--\n", 1)[1].split()) if b"--modules--" in run.stdout else set()
+    return run, modules
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["ask", "--user", "", "hi"], 2), (["ask", "--bogus"], 2)])
+def test_help_and_usage_errors_import_no_command_module(tmp_path: Path, argv: list[str], code: int) -> None:
+    """`mlbot --help` parses its arguments before anything heavy is imported: no store,
+    content, core, nudge or database command, event loop or platform library."""
+    run, modules = _imported_by(tmp_path, argv)
+    assert run.returncode == code, run.stderr
+    assert {m for m in modules if m.startswith("bot.")} == {"bot.cli"}
+    assert not {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
+def test_help_lists_the_lazy_commands_as_their_own_parsers_do() -> None:
+    """The stand-ins in `mlbot --help` say what the commands' modules say: the help is the
+    same whichever of them is built for real."""
+    from bot.cli import LAZY_COMMANDS, _parser
+
+    top = _parser().format_help()
+    assert all(f"    {name} " in top for name in LAZY_COMMANDS)
+    for name in LAZY_COMMANDS:
+        assert _parser(name).format_help() == top, name
+
+
+def test_a_lazy_command_gets_its_real_parser(tmp_path: Path) -> None:
+    run = mlbot(tmp_path, "nudges", "due", "--help")
+    assert run.returncode == 0 and b"usage: mlbot nudges due" in run.stdout and b"--grace-hours" in run.stdout, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "hide", "line"),
+    [
+        (["run"], {"DISCORD_TOKEN": "t"}, ("discord",), "DISCORD_TOKEN is set but discord.py is not installed: pip install 'mlbot[discord]'"),
+        ([], {"DISCORD_TOKEN": "t"}, ("discord",), "DISCORD_TOKEN is set but discord.py is not installed: pip install 'mlbot[discord]'"),
+        (["run"], {"DISCORD_TOKEN": "t"}, ("prometheus_client",), "DISCORD_TOKEN is set but prometheus-client is not installed: pip install 'mlbot[discord]'"),
+        (["run"], {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}, ("slack_bolt", "aiohttp"), "SLACK_BOT_TOKEN is set but slack-bolt is not installed: pip install 'mlbot[slack]'"),
+        (["ask", "progress"], {"MLBOT_DB": "postgresql://bot@127.0.0.1:1/mlbot"}, ("asyncpg",), "The database is a postgresql:// URL but asyncpg is not installed: pip install 'mlbot[postgres]'"),
+    ],
+    ids=["run-discord", "bare-mlbot-discord", "discord-without-metrics", "slack", "postgres"],
+)
+def test_a_missing_library_names_the_extra_to_install(tmp_path: Path, argv: list[str], env: dict[str, str], hide: tuple[str, ...], line: str) -> None:
+    """With the library hidden as if its extra were not installed, mlbot says which extra
+    to install and exits 1 before starting anything."""
+    run, _ = _imported_by(tmp_path, argv, hide=hide, **{"MLBOT_DB": str(tmp_path / "x.sqlite3"), **env})
+    assert run.returncode == 1, run.stderr
+    assert line.encode() in run.stderr and b"Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "x.sqlite3").exists()  # nothing was opened
+
+
+# --- slow (one venv, ~30-60 s): a plain `pip install .` from the package index ---------------
+
+
+def _pip_cannot_reach_an_index(output: str) -> bool:
+    return any(sign in output for sign in ("(from versions: none)", "NewConnectionError", "Temporary failure in name resolution", "Network is unreachable"))
+
+
+def test_plain_install_is_the_console_and_sqlite_without_platform_libraries(tmp_path: Path) -> None:
+    """A fresh venv (no system site-packages) with `pip install .` and no extras answers
+    `mlbot ask help`, has none of the platform or PostgreSQL libraries, and `mlbot run`
+    with a Discord token names the extra. Installs from a copy, as the Dockerfile does,
+    so the build leaves nothing in the checkout."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("bot", "adapters"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(source)], capture_output=True, text=True, timeout=600)
+    if install.returncode != 0 and _pip_cannot_reach_an_index(install.stdout + install.stderr):
+        pytest.skip(f"pip cannot reach a package index: {(install.stderr.strip().splitlines() or ['?'])[-1]}")
+    assert install.returncode == 0, install.stderr
+    env = _env(tmp_path, MLBOT_CONTENT=str(ROOT / "content"), MLBOT_DB=str(tmp_path / "plain.sqlite3"))
+    present = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(*[m for m in ('discord', 'slack_bolt', 'slack_sdk', 'asyncpg') if u.find_spec(m)])"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=True,
+    )
+    assert present.stdout.strip() == ""
+    ask = subprocess.run([str(venv / "bin" / "mlbot"), "ask", "help"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert ask.returncode == 0 and "practice" in ask.stdout, ask.stderr
+    run = subprocess.run([str(venv / "bin" / "mlbot"), "run"], capture_output=True, text=True, env={**env, "DISCORD_TOKEN": "t"}, cwd=tmp_path, timeout=120)
+    assert run.returncode == 1 and "pip install 'mlbot[discord]'" in run.stderr, run.stderr
