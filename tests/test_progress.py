@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bot.replies import render_text
 from bot.streaks import weekly_streak
 
 
@@ -221,6 +222,40 @@ async def test_renamed_step_keeps_progress(content, store, clock) -> None:
     renamed = dataclasses.replace(content, path_steps={**content.path_steps, "python-fundamentals": dataclasses.replace(step, renamed_from=("python-basics",))})
     steps, _ = visible_done(renamed, {"step": {"python-basics": clock()}, "course": {"gone-course": clock()}})
     assert steps == ["python-fundamentals"]
+
+
+def _renamed_core(content, store, clock):
+    """A core whose python-fundamentals step was once called python-basics."""
+    import dataclasses
+    import random
+
+    from bot.core import Core
+
+    step = content.path_steps["python-fundamentals"]
+    renamed = dataclasses.replace(content, path_steps={**content.path_steps, "python-fundamentals": dataclasses.replace(step, renamed_from=("python-basics",))})
+    return Core(renamed, store=store, clock=clock, rng=random.Random(7))
+
+
+async def test_undo_by_new_id_removes_the_row_stored_under_the_old_id(content, store, clock) -> None:
+    from bot.messages import Message
+
+    core = _renamed_core(content, store, clock)
+    await store.mark_done("console:alice", "step", "python-basics", clock())
+    reply = await core.handle(Message("console", "alice", "undo python-fundamentals"))
+    assert "Unmarked: Python fundamentals" in reply.text
+    assert (await store.done_items("console:alice")).get("step", {}) == {}
+
+
+async def test_done_by_new_id_after_old_id_adds_no_second_row(content, store, clock) -> None:
+    from bot.messages import Message
+
+    core = _renamed_core(content, store, clock)
+    await store.mark_done("console:alice", "step", "python-basics", clock())
+    reply = await core.handle(Message("console", "alice", "done python-fundamentals"))
+    assert "already marked done" in reply.text
+    assert list((await store.done_items("console:alice"))["step"]) == ["python-basics"]
+    assert "Unmarked" in (await core.handle(Message("console", "alice", "undo python-fundamentals"))).text
+    assert "[ ] Python fundamentals" in render_text(await core.handle(Message("console", "alice", "progress")))
 
 
 def _mlbot(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -141,12 +141,20 @@ def _resolve_item(req: "Request") -> tuple[str, str, str] | Reply:
     )
 
 
+def _former_ids(content: Content, kind: str, item: str) -> tuple[str, ...]:
+    """The ids a step was stored under before `renamed_from` renames; progress rows may
+    still carry them, so done and undo treat them as the step itself."""
+    return content.path_steps[item].renamed_from if kind == STEP else ()
+
+
 async def done(req: "Request") -> Reply:
     resolved = _resolve_item(req)
     if isinstance(resolved, Reply):
         return resolved
     kind, item, name = resolved
-    added = await req.store.mark_done(req.member, kind, item, req.now)
+    stored = await req.store.done_items(req.member)
+    under_old_id = any(old in stored.get(kind, {}) for old in _former_ids(req.content, kind, item))
+    added = not under_old_id and await req.store.mark_done(req.member, kind, item, req.now)
     text = f"Marked done: {name}." if added else f"{name} was already marked done."
     return Reply(text=text + " `progress` shows where you stand, `next` what comes next.", actions=(Action("Undo", f"undo {item}"),), ephemeral=True)
 
@@ -156,7 +164,9 @@ async def undo(req: "Request") -> Reply:
     if isinstance(resolved, Reply):
         return resolved
     kind, item, name = resolved
-    removed = await req.store.undo(req.member, kind, item)
+    removed = False
+    for stored_id in (*_former_ids(req.content, kind, item), item):
+        removed = await req.store.undo(req.member, kind, stored_id) or removed
     return Reply(text=f"Unmarked: {name}." if removed else f"{name} was not marked done.", ephemeral=True)
 
 
