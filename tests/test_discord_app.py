@@ -653,3 +653,19 @@ async def test_salary_chart_is_attached_to_the_embed(fake: FakeDiscord, core: Co
     [attachment] = stored["attachments"]
     assert fake.files[attachment["id"]] == edited.files[0].data and attachment["content_type"] == "image/png"
 
+
+async def test_mydata_arrives_as_a_json_file_not_split_json(fake: FakeDiscord, core: Core, tmp_path: Path) -> None:
+    """/mydata with a long history: one ephemeral message with `mlbot-data.json`, which parses
+    as the whole export; no JSON in the embeds."""
+    for n in range(120):
+        await core.handle(Message("discord", str(MEMBER_ID), f"practice python {n}"))
+    async with running(fake, core, tmp_path):
+        mark = fake.mark()
+        response = await interact(fake, fake.slash("mydata"))
+    [upload] = response.files
+    data = __import__("json").loads(upload.data)
+    assert upload.filename == "mlbot-data.json"
+    assert data == await core.store.export(f"discord:{MEMBER_ID}") and len(upload.data) > 4096, "more than one embed would hold"
+    body = response.json["data"]
+    assert body["flags"] & EPHEMERAL and "{" not in embeds_text(body)
+    assert not fake.since(mark, "POST", r"^/webhooks/"), "one message, no followups"

@@ -707,3 +707,30 @@ async def test_slash_command_chart_goes_to_the_channel_or_else_the_dm(make_core,
     texts = [section_texts(r) for r in fake.calls("response_url")]
     assert all("$" in t for t in texts) and not any("went wrong" in t for t in texts)
     assert any("missing_scope" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+@pytest.mark.parametrize("surface", ["mention", "command", "dm"])
+async def test_mydata_is_one_json_file_in_the_dm(make_core, fake, surface):
+    """`mydata` with a long history: no JSON in any message (Slack refuses blocks past ~12k
+    characters); the whole export as `mlbot-data.json` in the member's DM, which the answer
+    names; in a channel the answer itself stays ephemeral."""
+    core = make_core()
+    for n in range(150):
+        await core.handle(Message("slack", "T1:U2", f"practice python {n}"))
+    async with served(core, fake) as slack:
+        if surface == "mention":
+            await slack.event(mention("mydata"))
+            [answer] = await fake.wait_for("chat.postEphemeral")
+        elif surface == "command":
+            await slack.command("mydata")
+            [answer] = await fake.wait_for("response_url")
+            assert answer["response_type"] == "ephemeral"
+        else:
+            await slack.event(direct_message("mydata", channel="DU2"))
+            [answer] = await fake.wait_for("chat.postMessage")
+        [shared] = await fake.wait_for_files()
+    assert shared.channel == "DU2" and shared.filename == "mlbot-data.json" and len(shared.data) > 12_000
+    assert json.loads(shared.data) == await core.store.export("slack:T1:U2")
+    text = section_texts(answer)
+    assert "Everything stored about you" in text and "mlbot-data.json" in text and "{" not in text
+    assert fake.calls("chat.postMessage") == ([answer] if surface == "dm" else [])
