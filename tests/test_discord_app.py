@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 from pathlib import Path
@@ -663,7 +664,7 @@ async def test_mydata_arrives_as_a_json_file_not_split_json(fake: FakeDiscord, c
         mark = fake.mark()
         response = await interact(fake, fake.slash("mydata"))
     [upload] = response.files
-    data = __import__("json").loads(upload.data)
+    data = json.loads(upload.data)
     assert upload.filename == "mlbot-data.json"
     assert data == await core.store.export(f"discord:{MEMBER_ID}") and len(upload.data) > 4096, "more than one embed would hold"
     body = response.json["data"]
