@@ -179,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_content(directory: Path | None) -> int:
-    from bot.content import ContentError, load_content
+    from bot.content import ContentError, load_content, problem_summary
     from bot.handlers import build_registry
 
     try:
         content = load_content(directory, commands={spec.name for spec in build_registry()})
     except ContentError as exc:
-        for problem in exc.problems:
-            print(problem)
+        for line in problem_summary(exc.problems):
+            print(line)
         print(f"{len(exc.problems)} problem(s) found.", file=sys.stderr)
         return 1
     print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 import yaml
 
@@ -33,7 +33,7 @@ from bot.schema import (
 )
 from bot.text import FUNCTION_WORDS, phrase
 
-__all__ = ["Content", "ContentError", "Problem", "load_content", "default_content_dir"]
+__all__ = ["Content", "ContentError", "Problem", "load_content", "default_content_dir", "problem_summary"]
 
 MIN_EXAMPLES = 8  # fewer and the intent model can't tell a phrasing from a coincidence
 
@@ -651,7 +651,7 @@ def load_content(directory: Path | None = None, commands: Collection[str] | None
         path = directory / name
         display = f"{directory.name}/{name}"
         if not path.exists():
-            ctx.problems.append(Problem(display, 1, "file is missing"))
+            ctx.problems.append(Problem(display, 1, "file is missing", root_cause=True))
             continue
         loaded = load_file(path, spec, ctx, display)
         if loaded is not None:
@@ -667,6 +667,16 @@ def load_content(directory: Path | None = None, commands: Collection[str] | None
     if ctx.problems or len(data) != len(FILES):
         raise ContentError(ctx.problems)
     return _assemble(data, ctx, directory.name)
+
+
+def problem_summary(problems: Sequence[Problem], others: int = 10) -> list[str]:
+    """What `reload` and `content check` print, in `ContentError` order: every file that
+    could not be read, then at most `others` problems, the rest as a count."""
+    keep = sum(1 for p in problems if p.root_cause) + others
+    lines = [str(p) for p in problems[:keep]]
+    if len(problems) > keep:
+        lines.append(f"and {len(problems) - keep} more (total {len(problems)})")
+    return lines
 
 
 def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Content:

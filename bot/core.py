@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from rapidfuzz import fuzz, process
 
 from bot.commands import Choice, CommandSpec, Param, Registry
-from bot.content import Content, ContentError, load_content
+from bot.content import Content, ContentError, Problem, load_content
 from bot.messages import Message
 from bot.observe import Observer
 from bot.replies import Reply
@@ -250,13 +250,13 @@ class Core:
         )
         return [choices[key] for _, _, key in scored]
 
-    def reload(self, directory: Path | None = None) -> list[str]:
+    def reload(self, directory: Path | None = None) -> list[Problem]:
         """Load content again (from where it was loaded first); on any problem keep
         serving the old content."""
         try:
             content = load_content(directory or self.content_dir, commands={spec.name for spec in self.registry})
         except ContentError as exc:
-            return [str(p) for p in exc.problems]
+            return exc.problems
         router = Router(content, self.registry)
         router.model
         self.content, self.router = content, router

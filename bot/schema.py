@@ -35,6 +35,9 @@ class Problem:
     file: str
     line: int
     message: str
+    # A file that could not be read at all: the references into it then fail elsewhere,
+    # so it is reported before those knock-on problems.
+    root_cause: bool = False
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
@@ -50,10 +53,11 @@ class Example:
 
 
 class ContentError(Exception):
-    """Content did not validate; `problems` says where and why."""
+    """Content did not validate; `problems` says where and why, files that could not
+    be read first."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.message))
+        self.problems = sorted(problems, key=lambda p: (not p.root_cause, p.file, p.line, p.message))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -247,13 +251,13 @@ def load_file(path: Path, spec: Spec, ctx: Context, display: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        ctx.problems.append(Problem(display, line, f"not valid YAML: {exc.problem or exc.context}"))
+        ctx.problems.append(Problem(display, line, f"not valid YAML: {exc.problem or exc.context}", root_cause=True))
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        ctx.problems.append(Problem(display, 1, f"cannot read the file: {exc}"))
+        ctx.problems.append(Problem(display, 1, f"cannot read the file: {exc}", root_cause=True))
         return None
     if node is None:
-        ctx.problems.append(Problem(display, 1, "the file is empty"))
+        ctx.problems.append(Problem(display, 1, "the file is empty", root_cause=True))
         return None
     try:
         return spec(node, ctx)

@@ -165,3 +165,38 @@ def test_renaming_a_default_is_a_file_line_error_not_a_crash(content_dir: Path, 
 def test_defaults_are_required(content_dir: Path) -> None:
     edit(content_dir / "interview.yaml", "defaults:\n  section: tips", "")
     assert any("interview.yaml" in p and "defaults" in p for p in problems(content_dir))
+
+
+def _break_sources(content_dir: Path) -> int:
+    """An unclosed quote in sources.yaml: every `source:` elsewhere then fails to resolve."""
+    edit(content_dir / "sources.yaml", '    short: "2026 Guide"', '    short: "2026 Guide')
+    found = problems(content_dir)
+    assert len(found) > 20, found
+    return len(found)
+
+
+def test_a_syntax_error_comes_before_its_knock_on_problems(content_dir: Path) -> None:
+    _break_sources(content_dir)
+    first = problems(content_dir)[0]
+    assert first.startswith("content/sources.yaml:") and "not valid YAML: did not find expected key" in first, first
+
+
+async def test_reload_shows_the_syntax_error_first_and_the_total(content_dir: Path) -> None:
+    from bot.core import Core
+    from bot.messages import Message
+
+    core = Core(load_content(content_dir), content_dir=content_dir)
+    total = _break_sources(content_dir)
+    reply = await core.handle(Message("console", "a", "reload", is_admin=True))
+    assert "not reloaded" in reply.title
+    assert reply.items[0].startswith("content/sources.yaml:") and "not valid YAML" in reply.items[0]
+    assert len(reply.items) == 12 and reply.items[-1] == f"and {total - 11} more (total {total})"
+
+
+def test_content_check_shows_the_syntax_error_first_and_the_total(content_dir: Path) -> None:
+    total = _break_sources(content_dir)
+    run = subprocess.run([sys.executable, "-m", "bot", "content", "check", str(content_dir)], capture_output=True, text=True)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 1
+    assert lines[0].startswith("content/sources.yaml:") and "not valid YAML" in lines[0], lines
+    assert len(lines) == 12 and lines[-1] == f"and {total - 11} more (total {total})", lines

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.commands import Choice, CommandSpec, Param
-from bot.content import Content
+from bot.content import Content, problem_summary
 from bot.handlers.knowledge import closest
 from bot.handlers.nudge import summary_line
 from bot.replies import Action, Attachment, Field, Reply
@@ -408,7 +408,7 @@ async def stats(req: "Request") -> Reply:
 async def reload(req: "Request") -> Reply:
     problems = req.core.reload()
     if problems:
-        return Reply(title="Content not reloaded: the old content keeps serving", items=tuple(problems[:20]), ephemeral=True)
+        return Reply(title="Content not reloaded: the old content keeps serving", items=tuple(problem_summary(problems)), ephemeral=True)
     return Reply(text="Content reloaded.", ephemeral=True)
 
 
