@@ -1,5 +1,5 @@
 """Member progress: path steps and courses done, practice cards and reviews (which
-also date the study activity behind streaks), usage for admins, nudge subscriptions and sends, and conversation state.
+also date the study activity behind streaks), open mock interviews, usage for admins, nudge subscriptions and sends, and conversation state.
 
 `Store` holds every query, in SQL both SQLite and PostgreSQL run (`?` placeholders,
 `ON CONFLICT`, `RETURNING`, ISO-8601 UTC text for times); a subclass brings the
@@ -77,6 +77,22 @@ class Unanswered:
     last_seen: dt.datetime
     outcome: str
     near: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MockSession:
+    """A mock interview: its questions in order, one grade per question answered so far,
+    and the topic asked for (None: across topics)."""
+
+    questions: tuple[str, ...]
+    grades: tuple[int, ...]
+    topic: str | None
+    started_at: dt.datetime
+
+    @property
+    def current(self) -> str | None:
+        """The question being asked; None once every question is graded."""
+        return self.questions[len(self.grades)] if len(self.grades) < len(self.questions) else None
 
 
 # Ordered migrations: index + 1 is the schema version they produce. Never edit one that
@@ -247,6 +263,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE cards DROP COLUMN repetitions
         """,
     ),
+    (
+        "mock interviews: a member's open session (questions in order, grades so far), so it resumes after a break or a restart",
+        """
+        CREATE TABLE mock_sessions (
+            member_id INTEGER PRIMARY KEY REFERENCES members(id) ON DELETE CASCADE,
+            topic TEXT,
+            questions TEXT NOT NULL,
+            grades TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        )
+        """,
+    ),
 ]
 
 
@@ -256,6 +284,23 @@ def iso(moment: dt.datetime) -> str:
 
 def parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+_MOCK_COLUMNS = "questions, grades, topic, started_at"
+
+
+def _mock(row: tuple) -> MockSession:
+    questions, grades, topic, started = row
+    return MockSession(tuple(questions.split(",")), tuple(int(g) for g in grades.split(",") if g), topic, parse_time(started))
+
+
+def _mock_grades(grades: Iterable[int]) -> str:
+    return ",".join(map(str, grades))
+
+
+async def _mock_of(db: Tx, member: int) -> MockSession | None:
+    rows = list(await db.execute_fetchall(f"SELECT {_MOCK_COLUMNS} FROM mock_sessions WHERE member_id = ?", (member,)))
+    return _mock(rows[0]) if rows else None
 
 
 def split_member(key: str) -> tuple[str, str]:
@@ -406,7 +451,8 @@ class Store:
     async def save_review(self, key: str, state: CardState, grade: int, now: dt.datetime, *, expected_card: str) -> bool:
         """Store the new schedule and the review, and clear the current card, atomically.
         False (nothing written) when `expected_card` is no longer the member's current
-        card: a double click or a second process got there first."""
+        card: a double click or a second process got there first. A grade of the
+        question an open mock interview is on counts in the mock too."""
 
         async def work(db: Tx) -> bool:
             member = await self._member_id(db, key, now)
@@ -414,17 +460,97 @@ class Store:
             taken = await db.execute("UPDATE members SET current_card = NULL WHERE id = ? AND current_card = ?", (member, expected_card))
             if taken.rowcount != 1:
                 return False
-            await db.execute(
-                "INSERT INTO cards (member_id, question_id, state, step, stability, difficulty, due_at, last_review, reviews, lapses, last_grade) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id, question_id) DO UPDATE SET "
-                "state = excluded.state, step = excluded.step, stability = excluded.stability, difficulty = excluded.difficulty, "
-                "due_at = excluded.due_at, last_review = excluded.last_review, reviews = excluded.reviews, lapses = excluded.lapses, "
-                "last_grade = excluded.last_grade",
-                (member, state.question_id, state.state, state.step, state.stability, state.difficulty, iso(state.due_at),
-                 iso(state.last_review) if state.last_review else None, state.reviews, state.lapses, grade),
-            )
-            await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
+            await self._advance_mock(db, member, state.question_id, grade)
+            await self._save_card(db, member, state, grade, now)
             return True
+
+        return await self._write(work)
+
+    async def _save_card(self, db: Tx, member: int, state: CardState, grade: int, now: dt.datetime) -> None:
+        await db.execute(
+            "INSERT INTO cards (member_id, question_id, state, step, stability, difficulty, due_at, last_review, reviews, lapses, last_grade) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id, question_id) DO UPDATE SET "
+            "state = excluded.state, step = excluded.step, stability = excluded.stability, difficulty = excluded.difficulty, "
+            "due_at = excluded.due_at, last_review = excluded.last_review, reviews = excluded.reviews, lapses = excluded.lapses, "
+            "last_grade = excluded.last_grade",
+            (member, state.question_id, state.state, state.step, state.stability, state.difficulty, iso(state.due_at),
+             iso(state.last_review) if state.last_review else None, state.reviews, state.lapses, grade),
+        )
+        await db.execute("INSERT INTO reviews (member_id, question_id, grade, reviewed_at) VALUES (?, ?, ?, ?)", (member, state.question_id, grade, iso(now)))
+
+    # --- mock interviews --------------------------------------------------------------
+
+    async def mock_session(self, key: str) -> MockSession | None:
+        platform, user = split_member(key)
+        rows = await self._read(
+            f"SELECT {_MOCK_COLUMNS} FROM mock_sessions JOIN members m ON m.id = member_id WHERE m.platform = ? AND m.user_id = ?",
+            (platform, user),
+        )
+        return _mock(rows[0]) if rows else None
+
+    async def open_mock(self, key: str, questions: list[str], topic: str | None, now: dt.datetime) -> tuple[MockSession, bool]:
+        """Start a mock interview on `questions`, unless one is open: (the open session,
+        whether it is new). Its current question becomes the member's current card."""
+
+        async def work(db: Tx) -> tuple[MockSession, bool]:
+            member = await self._member_id(db, key, now)
+            cursor = await db.execute(
+                "INSERT INTO mock_sessions (member_id, topic, questions, grades, started_at) VALUES (?, ?, ?, '', ?) ON CONFLICT DO NOTHING",
+                (member, topic, ",".join(questions), iso(now)),
+            )
+            session = await _mock_of(db, member)
+            assert session is not None
+            await db.execute("UPDATE members SET current_card = ? WHERE id = ?", (session.current, member))
+            return session, cursor.rowcount == 1
+
+        return await self._write(work)
+
+    async def grade_mock(self, key: str, state: CardState, grade: int, now: dt.datetime) -> MockSession | None:
+        """Grade the mock interview's current question (`state.question_id`): the review
+        is stored as `save_review` stores it, and the next question becomes the current
+        card. None (nothing written) when that question is no longer the current one:
+        a double click, or a grade that got there first."""
+
+        async def work(db: Tx) -> MockSession | None:
+            member = await self._member_id(db, key, now)
+            if not await self._advance_mock(db, member, state.question_id, grade):
+                return None
+            await self._save_card(db, member, state, grade, now)
+            session = await _mock_of(db, member)
+            assert session is not None
+            await db.execute("UPDATE members SET current_card = ? WHERE id = ?", (session.current, member))
+            return session
+
+        return await self._write(work)
+
+    async def _advance_mock(self, db: Tx, member: int, question_id: str, grade: int) -> bool:
+        """Record `grade` in the open mock interview if `question_id` is its current
+        question. The update is conditional on the grades read, so of two grades racing
+        (two replicas, a double click) one wins."""
+        session = await _mock_of(db, member)
+        if session is None or session.current != question_id:
+            return False
+        cursor = await db.execute(
+            "UPDATE mock_sessions SET grades = ? WHERE member_id = ? AND grades = ?",
+            (_mock_grades((*session.grades, grade)), member, _mock_grades(session.grades)),
+        )
+        return cursor.rowcount == 1
+
+    async def end_mock(self, key: str) -> MockSession | None:
+        """Close the member's mock interview and return it (None if none was open). Its
+        unanswered question stops being the current card."""
+        member = await self._existing_id(key)
+        if member is None:
+            return None
+
+        async def work(db: Tx) -> MockSession | None:
+            rows = list(await db.execute_fetchall(f"DELETE FROM mock_sessions WHERE member_id = ? RETURNING {_MOCK_COLUMNS}", (member,)))
+            if not rows:
+                return None
+            session = _mock(rows[0])
+            if session.current is not None:
+                await db.execute("UPDATE members SET current_card = NULL WHERE id = ? AND current_card = ?", (member, session.current))
+            return session
 
         return await self._write(work)
 
@@ -774,7 +900,7 @@ class SqliteStore(Store):
 
 
 
-PERSONAL_TABLES = ("progress", "cards", "reviews", "command_log", "subscriptions", "sends", "unanswered_asks")
+PERSONAL_TABLES = ("progress", "cards", "reviews", "command_log", "subscriptions", "sends", "unanswered_asks", "mock_sessions")
 
 
 async def _run_script(db: Tx, sql: str) -> None:
