@@ -456,6 +456,23 @@ async def test_unknown_timezone_or_day_suggests_and_saves_nothing(env):
     assert (sub.weekday, sub.local_time, sub.timezone) == (4, dt.time(18, 30), "Asia/Kolkata")
 
 
+async def test_a_flood_of_unknown_words_is_bounded_in_work_and_reply(env, monkeypatch):
+    """Thousands of unknown words: only the first 600 characters are read, at most 10
+    are looked up for suggestions and shown, the rest are counted."""
+    from bot.handlers import nudge as nudge_handler
+
+    looked_up: list[str] = []
+    real = nudge_handler.closest_timezones
+    monkeypatch.setattr(nudge_handler, "closest_timezones", lambda word, limit=3: looked_up.append(word) or real(word, limit))
+    core, _, _ = env
+    reply = await say(core, "nudge on monday " + " ".join(f"qzx{n}vbk" for n in range(3000)))
+    assert reply.title == "Nothing changed" and len(reply.items) == 10 and len(looked_up) <= 10
+    assert "more words I didn't understand" in reply.footer and len(render_text(reply)) < 3000
+    assert await nudges.get_subscription(core.store, "console:alice") is None
+    pause = await say(core, "nudge pause " + "blah " * 3000)
+    assert len(pause.items) == 10 and len(render_text(pause)) < 3000
+
+
 @pytest.mark.parametrize(
     ("text", "weekday", "at", "zone"),
     [

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from rapidfuzz import fuzz, process
@@ -19,7 +19,7 @@ from rapidfuzz import fuzz, process
 from bot import nudges
 from bot.commands import Choice, CommandSpec, Param
 from bot.replies import Action, Reply
-from bot.text import quote
+from bot.text import MAX_ROUTED_CHARS, quote
 
 if TYPE_CHECKING:
     from bot.core import Request
@@ -47,6 +47,9 @@ MAX_PAUSE = dt.timedelta(weeks=52)
 _TIME = re.compile(r"^(\d{1,2})(?:[:.h](\d{2}))?(am|pm|a\.m\.|p\.m\.)?$")
 _AMPM = {"am": "am", "a.m.": "am", "pm": "pm", "p.m.": "pm"}
 _DURATION = re.compile(r"^(\d{1,3})(w|wk|wks|d|weeks?|days?)?$")
+# A nudge setting fits in a line: like the router, read only the start of a long message,
+# and explain (with fuzzy suggestions, the costly part) only the first few words not understood.
+MAX_PROBLEMS = 10
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +103,14 @@ class Parsed:
     timezone: str | None = None
     pause_for: dt.timedelta | None = None
     problems: list[str] = field(default_factory=list)
+    unexplained: int = 0  # problems past MAX_PROBLEMS, counted but not worded
+    truncated: bool = False  # the message was longer than what was read
+
+    def problem(self, sentence: Callable[[], str]) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(sentence())
+        else:
+            self.unexplained += 1
 
 
 def _words(text: str) -> list[str]:
@@ -121,11 +132,11 @@ def _time(hour: str, minute: str | None, suffix: str | None) -> dt.time | None:
 
 def parse(text: str) -> Parsed:
     """What a `nudge ...` message asks for. Problems name what was not understood."""
-    words = _words(text)
+    words = _words(text[:MAX_ROUTED_CHARS])
     lower = [w.lower() for w in words]
     while lower and lower[0] in ("nudge", "nudges"):
         words, lower = words[1:], lower[1:]
-    out = Parsed()
+    out = Parsed(truncated=len(text) > MAX_ROUTED_CHARS)
     if any(w in OFF_WORDS for w in lower):
         out.action = "off"
         return out
@@ -149,7 +160,7 @@ def parse(text: str) -> Parsed:
             suffix = match.group(3) or (following if following in _AMPM else None)
             at = _time(match.group(1), match.group(2), suffix)
             if at is None:
-                out.problems.append(f"\"{quote(word)}\" is not a time of day: say e.g. 9am, 18:30 or 7:15pm.")
+                out.problem(lambda: f"\"{quote(word)}\" is not a time of day: say e.g. 9am, 18:30 or 7:15pm.")
             else:
                 out.at = at
             if following in _AMPM and not match.group(3):
@@ -165,7 +176,7 @@ def parse(text: str) -> Parsed:
         elif low in STATUS_WORDS:
             out.action = "status"
         else:
-            out.problems.append(_unknown(word))
+            out.problem(lambda: _unknown(word))
         i += 1
     if specific or any(w in ON_WORDS for w in lower):
         out.action = "on"
@@ -196,10 +207,10 @@ def _parse_pause(out: Parsed, lower: list[str]) -> Parsed:
         elif word in UNITS or word in PAUSE_WORDS or word in FILLER or word in NUMBERS:
             continue
         else:
-            out.problems.append(f"I didn't understand \"{quote(word)}\": say e.g. `nudge pause 2 weeks`.")
+            out.problem(lambda: f"I didn't understand \"{quote(word)}\": say e.g. `nudge pause 2 weeks`.")
     span = dt.timedelta(days=(amount if amount is not None else 1) * days_per)
     if span <= dt.timedelta(0) or span > MAX_PAUSE:
-        out.problems.append("Pause for 1 day up to 52 weeks, e.g. `nudge pause 2 weeks`; `nudge off` stops it altogether.")
+        out.problem(lambda: "Pause for 1 day up to 52 weeks, e.g. `nudge pause 2 weeks`; `nudge off` stops it altogether.")
     out.pause_for = span
     return out
 
@@ -235,7 +246,7 @@ async def nudge(req: "Request") -> Reply:
     notice = await nudges.pending_notice(store, member)
     parsed = parse(_text_of(req))
     if parsed.problems:
-        reply = Reply(title="Nothing changed", items=tuple(parsed.problems), footer="Your nudge settings are as they were. `nudge` shows them.", ephemeral=True)
+        reply = Reply(title="Nothing changed", items=tuple(parsed.problems), footer=_unchanged_footer(parsed), ephemeral=True)
     elif parsed.action == "off":
         reply = await _off(req)
     elif parsed.action == "pause":
@@ -248,6 +259,12 @@ async def nudge(req: "Request") -> Reply:
         reply = Reply(title=reply.title, text=f"{notice}\n\n{reply.text}".strip(), items=reply.items, fields=reply.fields,
                       actions=reply.actions, sources=reply.sources, footer=reply.footer, ephemeral=True)
     return reply
+
+
+def _unchanged_footer(parsed: Parsed) -> str:
+    more = f"And {parsed.unexplained} more words I didn't understand. " if parsed.unexplained else ""
+    read = f"I read the first {MAX_ROUTED_CHARS} characters. " if parsed.truncated else ""
+    return f"{more}{read}Your nudge settings are as they were. `nudge` shows them."
 
 
 async def _on(req: "Request", parsed: Parsed, profile_zone: str | None) -> Reply:
