@@ -107,7 +107,7 @@ class Core:
         self._idle.set()
         self.router = Router(content, self.registry)
         if train_now:  # so the first member's question doesn't wait for it
-            self.router.model
+            self.router.warm()
 
     async def handle(self, message: Message) -> Reply:
         started = time.perf_counter()
@@ -258,6 +258,6 @@ class Core:
         except ContentError as exc:
             return exc.problems
         router = Router(content, self.registry)
-        router.model
+        router.warm()
         self.content, self.router = content, router
         return []

@@ -80,13 +80,21 @@ class Router:
             self._by_length.setdefault(len(word), []).append(word)
         self._correct = lru_cache(maxsize=8192)(self._correct_uncached)
         self._needs = {i.command: i.needs for i in content.command_intents.values() if i.needs}
-        self._intent_words = {intent: frozenset(w for e in items for w in self.normalise(e.text)) for intent, items in self._examples.items()}
 
     @cached_property
     def model(self) -> IntentModel:
         """Trained on first use (about 0.1 s): a command line such as `mlbot ask help`
         never needs it; `Core` trains it up front for long-running surfaces."""
         return IntentModel([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
+
+    def warm(self) -> None:
+        """Train the model and index the examples now, so the first question doesn't wait."""
+        _ = (self.model, self._intent_words)
+
+    @cached_property
+    def _intent_words(self) -> dict[str, frozenset[str]]:
+        """The words each intent's examples use; built with the model, not for a command line."""
+        return {intent: frozenset(w for e in items for w in self.normalise(e.text)) for intent, items in self._examples.items()}
 
     # --- vocabulary -------------------------------------------------------------------
 
