@@ -34,6 +34,11 @@ Exactly once, with several schedulers (threads, processes, hosts) on one databas
    again (at least once in that window). A send that times out or raises an unexpected
    error may or may not have arrived, so it is marked `failed` and not retried (at most
    once in that case).
+5. Stopping (SIGTERM or Ctrl-C cancel the run): a send that returned is still marked,
+   a claim whose send had not started is released, a send cut off mid-flight is marked
+   `failed` (it may have arrived, as after a timeout), and the run's leases (see
+   `lease_due`) are released, so the next run sends the rest at once. A scheduler killed
+   outright keeps its leases for `LEASE`; runs meanwhile count those members as `held`.
 
 After downtime, a nudge that came due less than `grace` (12 h) ago is sent late; an
 older one is recorded as `skipped` (one row per missed week) and the schedule moves on
@@ -506,10 +511,12 @@ class Summary:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    waiting: int = 0  # due but held by another scheduler's fresh claim, or released for a retry
+    held: int = 0  # due, but another scheduler holds them: its lease on the member or its fresh claim on the week
+    waiting: int = 0  # released for a retry by a later run (Retry-After, a transient failure)
 
     def line(self) -> str:
-        return f"sent {self.sent}, failed {self.failed}, skipped {self.skipped}"
+        held = f", held {self.held}" if self.held else ""
+        return f"sent {self.sent}, failed {self.failed}, skipped {self.skipped}{held}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,9 +694,12 @@ async def _deliver(sender: DirectSender, nudge: DueNudge, reply: Reply, limiter:
         if clock() - claimed_at > HOLD_LIMIT:
             return "release", "claim held too long before sending"
         try:
-            result: Any = await asyncio.wait_for(sender.send_direct(nudge.user_id, reply), SEND_TIMEOUT)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                result: Any = await sender.send_direct(nudge.user_id, reply)
+        except TimeoutError:
             return "failed", f"no answer from {platform} within {SEND_TIMEOUT:g} s (may have arrived; not retried)"
+        except asyncio.CancelledError:
+            raise SendInterrupted from None
         except Exception as exc:  # noqa: BLE001 - a sender's bug must not stop the batch
             wait = retry_after_of(exc)
             if wait is None:
@@ -713,6 +723,27 @@ async def _deliver(sender: DirectSender, nudge: DueNudge, reply: Reply, limiter:
     return "release", "still rate limited"
 
 
+class SendInterrupted(asyncio.CancelledError):
+    """The scheduler was stopped while a send was in flight: it may have arrived."""
+
+
+async def _settle(write: Awaitable[None]) -> None:
+    """Run a write about a send (its mark, its release) to the end even if the scheduler
+    is stopped meanwhile, then let the stop through: a DM that went out is recorded."""
+    task = asyncio.ensure_future(write)
+    stop: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            stop = exc
+    if stop is None:
+        return task.result()
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recording a nudge while the scheduler stopped failed: %s", task.exception())
+    raise stop
+
+
 async def _process(store: Store, content: "Content", sender: DirectSender, nudge: DueNudge, *, now: dt.datetime, clock: Clock,
                    me: str, grace: dt.timedelta, limiter: RateLimiter, summary: Summary, timing: list[float] | None,
                    observer: Any = None) -> None:
@@ -728,7 +759,11 @@ async def _process(store: Store, content: "Content", sender: DirectSender, nudge
             await limiter.acquire(nudge.platform)  # before claiming: never hold a claim while queueing
         started = time.perf_counter()
         claimed_at = clock()
-        outcome, again = await _claim(store, nudge, claimed_at, me, grace)
+        try:
+            outcome, again = await _claim(store, nudge, claimed_at, me, grace)
+        except asyncio.CancelledError:  # the claim may have committed as the stop came
+            await _settle(_finish(store, nudge, me, "release", None, clock()))
+            raise
         if outcome != CLAIMED:
             if not stale:
                 limiter.refund(nudge.platform)
@@ -736,16 +771,23 @@ async def _process(store: Store, content: "Content", sender: DirectSender, nudge
                 summary.skipped += 1
                 observe("skipped")
             elif outcome == HELD:
-                summary.waiting += 1
+                summary.held += 1
             current = again
             continue
         observe("claimed")
-        progress = await load_progress(store, content, nudge.member, now)
-        reply = render_nudge(content, progress, nudge.schedule, nudge.due)
-        overhead = time.perf_counter() - started
-        result, error = await _deliver(sender, nudge, reply, limiter, clock, claimed_at, observer)
+        try:
+            progress = await load_progress(store, content, nudge.member, now)
+            reply = render_nudge(content, progress, nudge.schedule, nudge.due)
+            overhead = time.perf_counter() - started
+            result, error = await _deliver(sender, nudge, reply, limiter, clock, claimed_at, observer)
+        except SendInterrupted:
+            await _settle(_finish(store, nudge, me, "failed", "the scheduler stopped mid-send (may have arrived; not retried)", clock()))
+            raise
+        except asyncio.CancelledError:
+            await _settle(_finish(store, nudge, me, "release", None, clock()))
+            raise
         started = time.perf_counter()
-        await _finish(store, nudge, me, result, error, clock())
+        await _settle(_finish(store, nudge, me, result, error, clock()))  # marked even if the scheduler is stopping
         overhead += time.perf_counter() - started
         if timing is not None:
             timing.append(overhead)
@@ -785,17 +827,21 @@ async def run_once(
     limiter = limiter or RateLimiter()
     me = scheduler_id or default_scheduler_id()
     summary = Summary()
-    while page := await lease_due(store, now, me, registry, limit=max(PAGE, 5 * concurrency)):
-        queue = iter(page)
+    try:
+        while page := await lease_due(store, now, me, registry, limit=max(PAGE, 5 * concurrency)):
+            queue = iter(page)
 
-        async def worker() -> None:
-            for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
-                await _process(store, content, registry[nudge.platform], nudge, now=now, clock=clock, me=me, grace=grace,
-                               limiter=limiter, summary=summary, timing=timing, observer=observer)
+            async def worker() -> None:
+                for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
+                    await _process(store, content, registry[nudge.platform], nudge, now=now, clock=clock, me=me, grace=grace,
+                                   limiter=limiter, summary=summary, timing=timing, observer=observer)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, min(concurrency, len(page)))):
-                group.create_task(worker())
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(concurrency, len(page)))):
+                    group.create_task(worker())
+        summary.held += await leased_elsewhere(store, now, me, registry)
+    finally:  # also when stopped: what this run did not get to is free for the next one at once
+        await _settle(release_leases(store, me))
     return summary
 
 
@@ -814,13 +860,15 @@ async def lease_due(store: Store, at: dt.datetime, me: str, platforms: Iterable[
     in_platforms = ", ".join("?" for _ in names)
 
     async def work(db: Tx) -> list[DueNudge]:
+        # The page is picked once, in a materialized CTE: as an `IN (subquery)`, PostgreSQL
+        # may rescan the subquery per row and, skipping the rows just leased, lease them all.
         leased = await db.execute_fetchall(
-            f"UPDATE subscriptions SET lease_by = ?, lease_until = ? WHERE member_id IN ("
-            f"SELECT s.member_id FROM subscriptions s JOIN members m ON m.id = s.member_id "
+            f"WITH page AS MATERIALIZED (SELECT s.member_id FROM subscriptions s JOIN members m ON m.id = s.member_id "
             f"WHERE s.enabled = 1 AND s.next_due_at <= ? AND m.platform IN ({in_platforms}) AND {free.replace('lease', 's.lease')} "
             f"ORDER BY s.next_due_at, s.member_id LIMIT ?{skip_locked}) "
+            f"UPDATE subscriptions SET lease_by = ?, lease_until = ? WHERE member_id IN (SELECT member_id FROM page) "
             f"AND enabled = 1 AND next_due_at <= ? AND {free} RETURNING member_id",
-            (me, iso(until), iso(at), *names, *free_params, limit, iso(at), *free_params),
+            (iso(at), *names, *free_params, limit, me, iso(until), iso(at), *free_params),
         )
         ids = [row[0] for row in leased]
         if not ids:
@@ -834,6 +882,29 @@ async def lease_due(store: Store, at: dt.datetime, me: str, platforms: Iterable[
         return [DueNudge(f"{r[0]}:{r[1]}", r[2], parse_time(r[3]), Schedule(r[4], parse_local_time(r[5]), r[6])) for r in rows]
 
     return await store._write(work)
+
+
+async def leased_elsewhere(store: Store, at: dt.datetime, me: str, platforms: Iterable[str]) -> int:
+    """Due subscriptions another scheduler's lease still holds: it is sending them, or it
+    died and they wait for the lease to run out (LEASE)."""
+    names = sorted(set(platforms))
+    if not names:
+        return 0
+    rows = await store._read(
+        "SELECT COUNT(*) FROM subscriptions s JOIN members m ON m.id = s.member_id WHERE s.enabled = 1 AND s.next_due_at <= ? "
+        f"AND m.platform IN ({', '.join('?' for _ in names)}) AND s.lease_until >= ? AND s.lease_by <> ?",
+        (iso(at), *names, iso(at), me),
+    )
+    return rows[0][0]
+
+
+async def release_leases(store: Store, me: str) -> None:
+    """Give up this scheduler's leases (a run is over, or it is stopping)."""
+
+    async def work(db: Tx) -> None:
+        await db.execute("UPDATE subscriptions SET lease_by = NULL, lease_until = NULL WHERE lease_by = ?", (me,))
+
+    await store._write(work)
 
 
 async def serve(

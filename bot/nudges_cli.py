@@ -5,7 +5,9 @@
 - `due --at ISO`: who is due at that instant (read-only), and whether they would be
   sent or skipped (older than the grace window).
 - `run --once [--at ISO]`: send what is due (console members: printed), ending with the
-  line `sent N, failed N, skipped N`. Without `--once` it keeps running (`serve`).
+  line `sent N, failed N, skipped N` (and `, held N` when another scheduler holds N of
+  them). Without `--once` it keeps running (`serve`). SIGTERM stops either like Ctrl-C:
+  the DMs sent are marked, the rest are left free for the next run; the exit code is 143.
 
 `--at` takes ISO 8601 (`2026-03-30T07:00`, `2026-03-30T09:00+02:00`); without an
 offset it is UTC.
@@ -13,8 +15,12 @@ offset it is UTC.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime as dt
-from typing import TYPE_CHECKING, Iterable, Mapping
+import signal
+import sys
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from bot import nudges
 from bot.delivery import DirectSender
@@ -115,16 +121,47 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
         print(f"{len(rows)} due at {nudges.iso(at)}")
         return 0
     registry = nudges.sender_registry(senders) if senders is not None else default_senders()
-    if not args.once:
-        await nudges.serve(store, core.content, registry, core.clock, grace=grace)
-        return 0
-    at = args.at or core.clock()
-    clock = (lambda: at) if args.at else core.clock
-    summary = await nudges.run_once(store, core.content, registry, at, grace=grace, clock=clock)
+    with _sigterm_cancels() as terminated:
+        try:
+            if not args.once:
+                await nudges.serve(store, core.content, registry, core.clock, grace=grace)
+                return 0
+            at = args.at or core.clock()
+            clock = (lambda: at) if args.at else core.clock
+            summary = await nudges.run_once(store, core.content, registry, at, grace=grace, clock=clock)
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+            print("Stopped by SIGTERM: the nudges sent are marked, the rest are left for the next run.", file=sys.stderr)
+            return 143
     if summary.waiting:
-        print(f"{summary.waiting} due but held by another scheduler or waiting for a retry")
+        print(f"{summary.waiting} waiting for a retry (rate limited or a transient failure)")
     print(summary.line())
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[list[int]]:
+    """While inside, SIGTERM cancels the current task (as Ctrl-C does under asyncio.run),
+    so the scheduler marks what it sent and releases its leases; the list records it."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    terminated: list[int] = []
+
+    def stop() -> None:
+        terminated.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, not the main thread)
+        installed = False
+    try:
+        yield terminated
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def run(content, db: str, args: argparse.Namespace) -> int:

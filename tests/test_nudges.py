@@ -5,8 +5,10 @@ milliseconds per send, to overlap)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -218,7 +220,7 @@ async def test_crash_between_claim_and_send_is_resolved_exactly_once(env, tmp_pa
     assert (week, status) == ("2026-W14", "claimed") and holder.startswith("proc-")
     sender = FakeSender()
     soon = await run(core, time, sender, DUE + dt.timedelta(minutes=1), scheduler_id="B")
-    assert (soon.sent, sender.calls) == (0, [])  # leased and freshly claimed by the dead scheduler: may still be in flight
+    assert (soon.sent, soon.held, sender.calls) == (0, 1, [])  # leased and freshly claimed by the dead scheduler: may still be in flight
     later = await run(core, time, sender, DUE + nudges.STALE_CLAIM + dt.timedelta(minutes=1), scheduler_id="B")
     assert (later.sent, later.failed, later.skipped) == (1, 0, 0)
     again = await run(core, time, sender, DUE + nudges.STALE_CLAIM + dt.timedelta(minutes=2), scheduler_id="C")
@@ -243,6 +245,92 @@ async def test_crash_in_process_leaves_a_claim_the_next_run_resolves(env):
     sender = FakeSender()
     summary = await run(core, time, sender, due + dt.timedelta(minutes=11), scheduler_id="B")
     assert summary.sent == 1 and len(sender.sent) == 1
+
+
+async def test_a_scheduler_stopped_mid_batch_marks_what_it_sent_and_lets_go_of_the_rest(env):
+    """Cancelled (SIGTERM, Ctrl-C) while sends are in flight: each send that returned is
+    marked sent, unsent claims and its leases are released, so the next run at once sends
+    the others, each member exactly once."""
+    core, time, _ = env
+    members = [f"m{n}" for n in range(8)]
+    for member in members:
+        await say(core, "nudge on monday 9am Europe/Berlin", user=member)
+    sender = FakeSender()
+
+    async def stop_during_the_second_send(user_id: str) -> None:
+        if len(sender.calls) == 2:
+            stopped.cancel()
+
+    sender.hook = stop_during_the_second_send
+    stopped = asyncio.create_task(run(core, time, sender, DUE, scheduler_id="A", concurrency=4))
+    with pytest.raises(asyncio.CancelledError):
+        await stopped
+    first = [user for user, _ in sender.sent]
+    assert len(first) >= 2
+    rows = await core.store._read("SELECT m.user_id, s.status, s.claimed_by FROM sends s JOIN members m ON m.id = s.member_id")
+    assert sorted(rows) == sorted((user, "sent", "A") for user in first)
+    assert await core.store._read("SELECT COUNT(*) FROM subscriptions WHERE lease_by IS NOT NULL") == [(0,)]
+    rest = await run(core, time, sender, DUE + dt.timedelta(minutes=1), scheduler_id="B")
+    assert (rest.sent, rest.held) == (len(members) - len(first), 0)
+    await run(core, time, sender, DUE + nudges.STALE_CLAIM + dt.timedelta(minutes=1), scheduler_id="C")
+    assert sorted(sender.calls) == members
+
+
+async def test_run_once_reports_members_held_by_another_schedulers_lease(env, capsys):
+    """A scheduler that died holding a lease: `run --once` sends the rest and says `held 1`."""
+    core, time, _ = env
+    for user in ("alice", "bob"):
+        await say(core, "nudge on monday 9am Europe/Berlin", user=user)
+    [leased] = await nudges.lease_due(core.store, DUE, "dead", ["console"], limit=1)
+    assert await nudges_cli.main(_cli(["nudges", "run", "--once", "--at", DUE.isoformat()]), core) == 0
+    out = capsys.readouterr().out
+    assert f"--- DM to {leased.member} ---" not in out
+    assert out.strip().splitlines()[-1] == "sent 1, failed 0, skipped 0, held 1"
+
+
+SIGTERM_RUN = textwrap.dedent(
+    """
+    import argparse, asyncio, datetime as dt, sys
+    sys.path.insert(0, {root!r})
+    from bot import nudges_cli
+    from bot.content import load_content
+    from bot.core import Core
+    from bot.delivery import Delivery
+    from bot.store import open_store
+
+    class Sender:
+        platform = "console"
+        async def send_direct(self, user_id, reply):
+            if user_id == "bob":
+                print("blocked", flush=True)
+                await asyncio.Event().wait()
+            return Delivery.SENT
+
+    async def main():
+        async with open_store(sys.argv[1]) as store:
+            args = argparse.Namespace(nudges_command="run", once=True, at=dt.datetime.fromisoformat(sys.argv[2]), grace_hours=12.0)
+            return await nudges_cli.main(args, Core(load_content(), store=store), [Sender()])
+
+    sys.exit(asyncio.run(main()))
+    """
+)
+
+
+async def test_sigterm_stops_run_once_with_its_leases_and_claims_released(env, tmp_path):
+    """`mlbot nudges run` stopped by SIGTERM mid-send exits 143 and leaves nothing held."""
+    core, _, db = env
+    for user in ("alice", "bob", "carol"):
+        await say(core, "nudge on monday 9am Europe/Berlin", user=user)
+    script = tmp_path / "sigterm_run.py"
+    script.write_text(SIGTERM_RUN.format(root=str(ROOT)))
+    proc = subprocess.Popen([sys.executable, str(script), db, DUE.isoformat()], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "blocked"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+    assert await core.store._read("SELECT COUNT(*) FROM subscriptions WHERE lease_by IS NOT NULL") == [(0,)]
+    statuses = dict(await core.store._read("SELECT m.user_id, s.status FROM sends s JOIN members m ON m.id = s.member_id"))
+    assert statuses.get("bob") == "failed" and "claimed" not in statuses.values()  # bob's DM may have gone out: not sent twice
 
 
 async def test_two_scheduler_processes_never_send_the_same_nudge_twice(env, tmp_path):
