@@ -42,7 +42,9 @@ Exactly once, with several schedulers (threads, processes, hosts) on one databas
 
 After downtime, a nudge that came due less than `grace` (12 h) ago is sent late; an
 older one is recorded as `skipped` (one row per missed week) and the schedule moves on
-to the next week, which is sent if it is inside the grace window.
+to the next week, which is sent if it is inside the grace window. After an outage of more
+than `MAX_SKIPPED_WEEKS`, one row records the first missed week and the schedule jumps
+straight to the first week still inside the grace window (or the next one to come).
 
 Closed DMs are not retried: the week is marked `failed`, the member gets a notice the
 next time they talk to the bot (`pending_notice`), and after `FAILURES_BEFORE_PAUSE`
@@ -90,6 +92,7 @@ HOLD_LIMIT = dt.timedelta(minutes=5)  # a holder starts no send later than this 
 SEND_TIMEOUT = 60.0  # seconds; HOLD_LIMIT + SEND_TIMEOUT + a margin < STALE_CLAIM
 MAX_INLINE_RETRY_AFTER = 60.0  # a longer Retry-After releases the claim instead of waiting
 MAX_RATE_LIMIT_RETRIES = 3
+MAX_SKIPPED_WEEKS = 12  # a longer outage is one `skipped` row, not one per week
 FAILURES_BEFORE_PAUSE = 3
 SERVE_INTERVAL = 60.0  # the scheduler wakes at least this often (new subscriptions, retries)
 DEFAULT_CONCURRENCY = 20
@@ -598,7 +601,15 @@ async def _claim(store: Store, nudge: DueNudge, now: dt.datetime, me: str, grace
         schedule = Schedule(row[2], parse_local_time(row[3]), row[4])
         week = week_key(nudge.due, schedule.timezone)
         if now - nudge.due > grace:
+            # the next week, or after a long outage the first week not yet too late, computed
+            # directly (walking there a week at a time could take ages); an overdue next week
+            # comes back to the caller: recorded as skipped as well, or sent if inside the grace
+            long_outage = now - nudge.due > grace + dt.timedelta(weeks=MAX_SKIPPED_WEEKS)
+            resume_after = now - grace - dt.timedelta(microseconds=1) if long_outage else nudge.due
+            due = await _first_free_due(db, nudge.member_id, resume_after, schedule.weekday, schedule.local_time, schedule.timezone)
             late = f"not sent: due {iso(nudge.due)}, {(now - nudge.due) / dt.timedelta(hours=1):.1f} h before this run (grace {grace})"
+            if long_outage:
+                late += f"; nor were the {round((due - nudge.due) / dt.timedelta(weeks=1)) - 1} weeks after it (not recorded one by one)"
             cursor = await db.execute(
                 "INSERT INTO sends (member_id, iso_week, due_at, status, finished_at, error) VALUES (?, ?, ?, 'skipped', ?, ?) "
                 "ON CONFLICT (member_id, iso_week) DO NOTHING",
@@ -612,9 +623,6 @@ async def _claim(store: Store, nudge: DueNudge, now: dt.datetime, me: str, grace
                     (iso(now), late, nudge.member_id, week, iso(now - STALE_CLAIM)),
                 )
                 skipped = cursor.rowcount == 1
-            # the next week: if that one is overdue too, the caller comes back and records it
-            # as skipped as well (one row per missed week), or sends it if inside the grace
-            due = await _first_free_due(db, nudge.member_id, nudge.due, schedule.weekday, schedule.local_time, schedule.timezone)
             await db.execute("UPDATE subscriptions SET next_due_at = ? WHERE member_id = ? AND next_due_at = ?", (iso(due), nudge.member_id, iso(nudge.due)))
             again = DueNudge(nudge.member, nudge.member_id, due, schedule) if due <= now else None
             return (SKIPPED if skipped else SETTLED), again

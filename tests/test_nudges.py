@@ -382,6 +382,31 @@ async def test_restart_catches_up_within_grace_and_records_the_rest_as_skipped(e
     assert (again.sent, again.skipped) == (0, 0)
 
 
+async def test_a_long_outage_jumps_to_the_first_week_still_in_grace(env):
+    """Twenty years down: one skipped row for the first missed week, and the schedule is
+    computed directly, not walked a week (and a transaction) at a time."""
+    core, time, _ = env
+    await say(core, "nudge on monday 9am Europe/Berlin")
+    back = DUE + dt.timedelta(weeks=20 * 52, hours=5)  # a Monday afternoon in Berlin: that morning's nudge is in grace
+    sender = FakeSender()
+    summary = await run(core, time, sender, back)
+    assert (summary.sent, summary.skipped) == (1, 1)
+    rows = await sends(core)
+    assert [(w, s) for w, s, _, _ in rows] == [("2026-W14", "skipped"), (nudges.week_key(back, "Europe/Berlin"), "sent")]
+    assert "nor were the 1039 weeks after it" in rows[0][3]
+    next_due = (await nudges.get_subscription(core.store, "console:alice")).next_due_at
+    assert next_due == nudges.next_send_after(back, 0, dt.time(9), "Europe/Berlin") and next_due - back < dt.timedelta(weeks=1)
+
+
+async def test_run_once_at_the_end_of_the_calendar_finishes(env, capsys):
+    """`run --once --at 9999-12-17`: the member's weeks up to then are skipped in one step."""
+    core, _, _ = env
+    await say(core, "nudge on monday 9am Europe/Berlin")
+    assert await nudges_cli.main(_cli(["nudges", "run", "--once", "--at", "9999-12-17T00:00:00+00:00"]), core) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "sent 0, failed 0, skipped 1"
+    assert (await nudges.get_subscription(core.store, "console:alice")).next_due_at.year == 9999
+
+
 # --- member controls ----------------------------------------------------------------------
 
 
