@@ -390,7 +390,9 @@ async def pause(store: Store, member: str, until: dt.datetime, now: dt.datetime)
 
 async def pending_notice(store: Store, member: str) -> str | None:
     """A notice for the member (their nudge could not be delivered), once: it is cleared
-    when returned. Cheap when there is none (one read)."""
+    when returned. Cheap when there is none (one read). When it cannot be cleared (a
+    read-only database) it stays pending and None comes back: the reply it would ride on
+    still goes out."""
     platform, user = split_member(member)
     rows = await store._read(
         "SELECT s.member_id, s.notice FROM subscriptions s JOIN members m ON m.id = s.member_id "
@@ -405,7 +407,12 @@ async def pending_notice(store: Store, member: str) -> str | None:
         cursor = await db.execute("UPDATE subscriptions SET notice = NULL WHERE member_id = ? AND notice = ?", (member_id, notice))
         return cursor.rowcount > 0
 
-    return notice if await store._write(work) else None
+    try:
+        cleared = await store._write(work)
+    except StoreError as exc:
+        log.warning("the nudge notice of %s stays pending: %s", member, exc)
+        return None
+    return notice if cleared else None
 
 
 def _dms_closed_notice(failures: int, when: dt.datetime, tz: str) -> str:

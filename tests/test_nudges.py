@@ -407,6 +407,22 @@ async def test_run_once_at_the_end_of_the_calendar_finishes(env, capsys):
     assert (await nudges.get_subscription(core.store, "console:alice")).next_due_at.year == 9999
 
 
+async def test_a_read_only_database_answers_and_leaves_the_nudge_notice_pending(tmp_path):
+    """A member with a notice waiting asks something while the database is read-only: the
+    answer comes (without the notice, which cannot be marked shown), and the notice waits."""
+    path = tmp_path / "ro.sqlite3"
+    time = FakeTime(WED)
+    async with open_store(str(path)) as store:
+        core = Core(CONTENT, store=store, clock=time.clock)
+        await say(core, "nudge on monday 9am Europe/Berlin")
+        await run(core, time, FakeSender(default=Delivery.DMS_CLOSED), DUE)
+    async with open_store(f"file:{path}?mode=ro") as store:
+        reply = await say(Core(CONTENT, store=store, clock=time.clock), "salary senior")
+        assert reply.command == "salary" and "$220,000" in render_text(reply) and "couldn't deliver" not in reply.footer
+    async with open_store(str(path)) as store:
+        assert "couldn't deliver your weekly study nudge" in (await say(Core(CONTENT, store=store, clock=time.clock), "salary senior")).footer
+
+
 # --- member controls ----------------------------------------------------------------------
 
 
