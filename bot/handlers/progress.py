@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.commands import Choice, CommandSpec, Param
@@ -201,11 +201,13 @@ async def home(req: "Request") -> Reply:
 
 
 def pick_card(content: Content, cards: dict[str, CardState], topic: str | None, now: dt.datetime, rng_choice,
-              concept: str | None = None) -> tuple[str, str]:
+              concept: str | None = None, exclude: Collection[str] = ()) -> tuple[str, str]:
     """(question id, why): due cards first, the one the member is likeliest to have
     forgotten (lowest FSRS retrievability) first; then a new card; then the card due
-    soonest, as an early review. `concept` keeps to the cards tagged so."""
-    pool = [q for q in content.questions.values() if (topic is None or q.topic == topic) and (concept is None or concept in q.tags)]
+    soonest, as an early review. `concept` keeps to the cards tagged so; `exclude`
+    leaves cards out (those a mock interview has picked already)."""
+    pool = [q for q in content.questions.values()
+            if (topic is None or q.topic == topic) and (concept is None or concept in q.tags) and q.id not in exclude]
     due = sorted((cards[q.id] for q in pool if q.id in cards and cards[q.id].due_at <= now), key=lambda c: (retrievability(c, now), c.due_at))
     if due:
         return due[0].question_id, "due for review"
