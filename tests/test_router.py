@@ -82,7 +82,7 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("common challenges in ml engineering", "interview", {"section": "challenges"}),
     ("intervew tips pls", "interview", {"section": "tips"}),
     ("interview portfolio", "interview", {"section": "portfolio"}),
-    ("mock interview advice", "interview", {"section": "tips"}),
+    ("advice for mock interviews", "interview", {"section": "tips"}),  # "mock ..." is the `mock` command line; test_mock checks it offers this
     ("interview question sql", "interview", {"topic": "sql"}),
     # practice
     ("practice", "practice", {}),
