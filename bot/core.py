@@ -22,6 +22,7 @@ from rapidfuzz import fuzz, process
 
 from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, Problem, load_content
+from bot.errors import UserError
 from bot.messages import Message
 from bot.observe import Observer
 from bot.replies import Reply
@@ -46,10 +47,6 @@ def apology(error_id: str) -> Reply:
         ephemeral=True,
         command="error",
     )
-
-
-class UserError(Exception):
-    """A known failure the member should read as a sentence (bad input, store trouble)."""
 
 
 @dataclass

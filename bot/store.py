@@ -25,14 +25,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 import aiosqlite
 
-from bot.core import UserError
+from bot.errors import StoreError
 
 BUSY_TIMEOUT_MS = 5000
 log = logging.getLogger(__name__)
-
-
-class StoreError(UserError):
-    """The database can't be used; the message names the path and what to do."""
 
 
 class Cursor(Protocol):
