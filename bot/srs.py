@@ -16,14 +16,29 @@ the one the schedule computes, and a few dozen cards per member pile up on no da
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from fsrs import Card, Rating, Scheduler, State
-
-from bot.store import CardState
 
 GRADES = {"again": 1, "hard": 2, "good": 3, "easy": 4}
 GRADE_NAMES = {value: name for name, value in GRADES.items()}
 _SCHEDULER = Scheduler(learning_steps=(dt.timedelta(minutes=10),), enable_fuzzing=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    """A practice card's FSRS schedule and its review counts (the store saves it)."""
+
+    question_id: str
+    state: int  # FSRS: 1 learning, 2 review, 3 relearning
+    step: int | None  # the learning or relearning step; None in review
+    stability: float  # days until the chance of recall falls to 90 %
+    difficulty: float  # 1 (easy) to 10 (hard)
+    due_at: dt.datetime
+    last_review: dt.datetime | None
+    reviews: int
+    lapses: int
+    last_grade: int | None
 
 
 def parse_grade(word: str) -> int | None:

@@ -26,6 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 import aiosqlite
 
 from bot.errors import StoreError
+from bot.srs import CardState
 
 BUSY_TIMEOUT_MS = 5000
 log = logging.getLogger(__name__)
@@ -46,22 +47,6 @@ class Tx(Protocol):
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> Cursor: ...
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> Iterable[tuple]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CardState:
-    """A practice card's FSRS schedule (`bot.srs`) and its review counts."""
-
-    question_id: str
-    state: int  # FSRS: 1 learning, 2 review, 3 relearning
-    step: int | None  # the learning or relearning step; None in review
-    stability: float  # days until the chance of recall falls to 90 %
-    difficulty: float  # 1 (easy) to 10 (hard)
-    due_at: dt.datetime
-    last_review: dt.datetime | None
-    reviews: int
-    lapses: int
-    last_grade: int | None
 
 
 @dataclass(frozen=True, slots=True)
