@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from bot.delivery import Delivery, DirectSender
+from bot.progress_state import MemberProgress, member_progress, next_step_for
 from bot.replies import Action, Reply
 from bot.store import Store, StoreError, Tx, iso, open_store, parse_time, split_member
 
@@ -178,31 +179,10 @@ def parse_local_time(text: str) -> dt.time:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberProgress:
-    steps_done: tuple[str, ...]
-    courses_done: tuple[str, ...]
-    cards_due: int
-    streak: int
-
-
-@dataclass(frozen=True, slots=True)
 class Schedule:
     weekday: int = DEFAULT_WEEKDAY
     local_time: dt.time = DEFAULT_TIME
     timezone: str = "UTC"
-
-
-async def load_progress(store: Store, content: "Content", member: str, now: dt.datetime) -> MemberProgress:
-    """What the nudge needs from the member's real progress."""
-    from bot.handlers.progress import member_zone, visible_done  # the handlers import this module
-    from bot.streaks import weekly_streak
-
-    steps, courses = visible_done(content, await store.done_items(member))
-    cards = await store.cards(member)
-    due = sum(1 for q, c in cards.items() if q in content.questions and c.due_at <= now)
-    zone = member_zone(await store.timezone(member))
-    streak = weekly_streak(await store.activity_times(member), zone, now)
-    return MemberProgress(tuple(steps), tuple(courses), due, streak)
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -234,8 +214,6 @@ def tip_of_week(content: "Content", moment: dt.datetime, tz: str | ZoneInfo = "U
 def render_nudge(content: "Content", progress: MemberProgress, schedule: Schedule, now: dt.datetime) -> Reply:
     """The weekly DM: next step and its course, cards due, streak, a tip, how to change
     or stop. Every sentence comes from content/nudges.yaml."""
-    from bot.handlers.progress import next_step_for
-
     step_id, course_ids = next_step_for(content, list(progress.steps_done), list(progress.courses_done))
     lines: list[str] = []
     sources: list[str | None] = []
@@ -791,7 +769,7 @@ async def _process(store: Store, content: "Content", sender: DirectSender, nudge
             continue
         observe("claimed")
         try:
-            progress = await load_progress(store, content, nudge.member, now)
+            progress = await member_progress(store, content, nudge.member, now)
             reply = render_nudge(content, progress, nudge.schedule, nudge.due)
             overhead = time.perf_counter() - started
             result, error = await _deliver(sender, nudge, reply, limiter, clock, claimed_at, observer)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from bot import nudges
 from bot.delivery import DirectSender
+from bot.progress_state import member_progress
 from bot.replies import render_text
 
 # The scheduler looks up to a week either side of `--at`: keep that inside datetime's range.
@@ -98,7 +99,7 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
         member = member_key(args.user)
         sub = await nudges.get_subscription(store, member)
         schedule = sub.schedule if sub else nudges.Schedule(timezone=await store.timezone(member))
-        progress = await nudges.load_progress(store, core.content, member, now)
+        progress = await member_progress(store, core.content, member, now)
         print(render_text(nudges.render_nudge(core.content, progress, schedule, now)))
         print()
         if sub is None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import TYPE_CHECKING, Collection
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Content, problem_summary
 from bot.handlers.knowledge import closest
 from bot.handlers.nudge import summary_line
+from bot.progress_state import COURSE, STEP, member_zone, next_step_for, visible_done
 from bot.replies import Action, Attachment, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, retrievability, schedule
 from bot.store import CardState
@@ -19,26 +20,10 @@ from bot.text import FUNCTION_WORDS, quote
 if TYPE_CHECKING:
     from bot.core import Request
 
-STEP, COURSE = "step", "course"
 WEEK = dt.timedelta(days=7)
 
 
-def member_zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 # --- what the member has done ---------------------------------------------------------
-
-
-def visible_done(content: Content, done: dict[str, dict[str, dt.datetime]]) -> tuple[list[str], list[str]]:
-    """Done step and course ids that still exist; renamed step ids map to their new id.
-    Progress on removed items stays stored but is not shown."""
-    renames = content.step_renames()
-    steps = {renames.get(s, s) for s in done.get(STEP, {})}
-    return [s for s in content.path_steps if s in steps], [c for c in content.courses if c in done.get(COURSE, {})]
 
 
 async def _practice_summary(req: "Request") -> tuple[int, int, float | None]:
@@ -75,14 +60,6 @@ async def progress(req: "Request") -> Reply:
         footer="`next` shows what to do this week.",
         ephemeral=True,
     )
-
-
-def next_step_for(content: Content, steps_done: list[str], courses_done: list[str]) -> tuple[str | None, list[str]]:
-    """The first undone path step and the not-yet-done courses serving it."""
-    for step_id in content.path_steps:
-        if step_id not in steps_done:
-            return step_id, [x.id for x in content.courses.values() if x.path_step == step_id and x.id not in courses_done]
-    return None, []
 
 
 async def next_step(req: "Request") -> Reply:
