@@ -144,6 +144,7 @@ async def run_setup(label: str, target: str, members: int, replicas: int, concur
         "rows_not_sent": sum(n for status, n in statuses.items() if status != "sent") + members - statuses.get("sent", 0),
         "sent_by_replica": [r["sent"] for r in results],
         "cpu_cores": sum(r["cpu"] for r in results) / seconds,
+        "cpu_per_nudge": sum(r["cpu"] for r in results) / max(1, sum(r["sent"] for r in results)),
     }
 
 
@@ -175,6 +176,7 @@ def report(label: str, result: dict) -> None:
     print(f"scale.{label}.duplicates: {result['duplicates']} count", flush=True)
     print(f"scale.{label}.missing: {result['missing'] + result['rows_not_sent']} count", flush=True)
     print(f"scale.{label}.replica_cpu: {result['cpu_cores']:.2f} cores", flush=True)
+    print(f"scale.{label}.cpu_per_nudge: {result['cpu_per_nudge'] * 1000:.2f} ms", flush=True)
 
 
 async def main() -> None:
