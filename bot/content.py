@@ -646,7 +646,8 @@ def load_content(directory: Path | None = None, commands: Collection[str] | None
     ctx = Context()
     data: dict[str, dict[str, Any]] = {}
     if not directory.is_dir():
-        raise ContentError([Problem(str(directory), 1, "content directory not found")])
+        what = "is a file, not a content directory" if directory.exists() else "content directory not found"
+        raise ContentError([Problem(str(directory), 1, f"{what} (give the folder that holds {', '.join(list(FILES)[:3])}, ...)")])
     for name, spec in FILES.items():
         path = directory / name
         display = f"{directory.name}/{name}"

@@ -200,3 +200,10 @@ def test_content_check_shows_the_syntax_error_first_and_the_total(content_dir: P
     assert run.returncode == 1
     assert lines[0].startswith("content/sources.yaml:") and "not valid YAML" in lines[0], lines
     assert len(lines) == 12 and lines[-1] == f"and {total - 11} more (total {total})", lines
+
+
+def test_a_file_given_as_the_content_directory_is_called_a_file(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# not content\n")
+    assert any("is a file, not a content directory" in p for p in problems(readme))
+    assert any("content directory not found" in p for p in problems(tmp_path / "missing"))
