@@ -14,7 +14,7 @@ from bot.replies import Reply
 
 if TYPE_CHECKING:
     from bot.content import Content
-    from bot.core import Request
+    from bot.request import Request
 
 
 @dataclass(frozen=True, slots=True)

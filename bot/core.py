@@ -14,25 +14,25 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
-
-from rapidfuzz import fuzz, process
+from typing import TYPE_CHECKING, Mapping
 
 from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, Problem, load_content
 from bot.errors import UserError
+from bot.handlers import build_registry, clarify, fallback, smalltalk
 from bot.messages import Message
+from bot.nudges import pending_notice
 from bot.observe import Observer
 from bot.replies import Reply
+from bot.request import Clock, Request
 from bot.router import CLARIFY, FALLBACK, SMALLTALK, Route, Router
+from bot.suggest import closest, did_you_mean, ranked
 
 if TYPE_CHECKING:
     from bot.store import Store
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 MAX_CHOICES = 25  # Discord's autocomplete limit; Slack's external selects allow more
 
 
@@ -49,34 +49,6 @@ def apology(error_id: str) -> Reply:
     )
 
 
-@dataclass
-class Request:
-    """What a handler gets: the message, its route and arguments, and the bot's state."""
-
-    message: Message
-    route: Route
-    args: dict[str, str]
-    core: "Core"
-
-    @property
-    def content(self) -> Content:
-        return self.core.content
-
-    @property
-    def store(self) -> "Store":
-        if self.core.store is None:
-            raise UserError("Progress tracking is not available here (no database configured).")
-        return self.core.store
-
-    @property
-    def now(self) -> dt.datetime:
-        return self.core.clock()
-
-    @property
-    def member(self) -> str:
-        return self.message.member_key
-
-
 class Core:
     def __init__(
         self,
@@ -90,8 +62,6 @@ class Core:
         content_dir: Path | None = None,
         train_now: bool = True,
     ):
-        from bot.handlers import build_registry  # the handlers import Core's types
-
         self.content = content
         self.content_dir = content_dir  # where `reload` reads from (None: content/ of the checkout)
         self.store = store
@@ -142,8 +112,6 @@ class Core:
         else:
             route = await self._pending_route(message) or self.router.route(message.text)
         if route.command in (FALLBACK, CLARIFY, SMALLTALK):
-            from bot.handlers import clarify, fallback, smalltalk
-
             if route.command == SMALLTALK:
                 return smalltalk(self, route)
             reply = clarify(self, route) if route.command == CLARIFY else fallback(self, route, message.text)
@@ -168,8 +136,6 @@ class Core:
     async def _with_notice(self, message: Message, reply: Reply) -> Reply:
         """Tell the member, once, about something that happened while they were away
         (a weekly nudge that could not reach them)."""
-        from bot.nudges import pending_notice
-
         notice = await pending_notice(self.store, message.member_key)
         if notice is None:
             return reply
@@ -202,12 +168,11 @@ class Core:
             ids = list(dict.fromkeys(e.id for e in found if e.kind == param.kind))
             if len(ids) == 1:
                 return ids[0]
-        labels = {c.value: f"{c.label} {c.value}".lower() for c in choices}
-        ranked = process.extract(value.lower(), labels, scorer=fuzz.WRatio, limit=3, score_cutoff=60)
-        if ranked and ranked[0][1] >= 80 and (len(ranked) == 1 or ranked[0][1] - ranked[1][1] >= 10):
-            return ranked[0][2]
+        near = ranked(value.lower(), {c.value: f"{c.label} {c.value}".lower() for c in choices})
+        if near and near[0][1] >= 80 and (len(near) == 1 or near[0][1] - near[1][1] >= 10):
+            return near[0][0]
         by_value = {c.value: c.label for c in choices}
-        hint = f" Did you mean: {', '.join(by_value[key] for _, _, key in ranked)}?" if ranked else ""
+        hint = did_you_mean(by_value[key] for key, _ in near)
         raise UserError(f"I don't know that {param.name} for `{spec.name}`.{hint}")
 
     async def _pending_route(self, message: Message) -> Route | None:
@@ -238,14 +203,8 @@ class Core:
         partial = partial.strip().lower()
         if not partial:
             return choices[:MAX_CHOICES]
-        scored = process.extract(
-            partial,
-            {i: f"{c.label} {c.value}".lower() for i, c in enumerate(choices)},
-            scorer=fuzz.WRatio,
-            limit=MAX_CHOICES,
-            score_cutoff=50,
-        )
-        return [choices[key] for _, _, key in scored]
+        labels = {i: f"{c.label} {c.value}".lower() for i, c in enumerate(choices)}
+        return [choices[i] for i in closest(partial, labels, limit=MAX_CHOICES, cutoff=50)]
 
     def reload(self, directory: Path | None = None) -> list[Problem]:
         """Load content again (from where it was loaded first); on any problem keep

@@ -28,7 +28,8 @@ from adapters.ops import JsonFormatter, PrometheusObserver, ops_app, use_json_lo
 from adapters.slack_app import make_client
 from adapters.supervisor import ServiceStatus, State, Supervisor
 from bot.commands import CommandSpec, Registry
-from bot.core import Core, Request
+from bot.core import Core
+from bot.request import Request
 from bot.handlers import build_registry
 from bot.messages import Message
 from bot.replies import Reply

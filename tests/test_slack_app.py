@@ -23,7 +23,8 @@ from aiohttp import web
 from adapters.slack_app import SERVER_ERROR_BACKOFF, SlackSender, build_app, http_app, make_client, serve_slack
 from adapters.slack_render import MAX_BLOCKS, SECTION_LIMIT, render_home
 from bot.commands import CommandSpec
-from bot.core import Core, Request
+from bot.core import Core
+from bot.request import Request
 from bot.delivery import Delivery
 from bot.handlers import build_registry, clarify
 from bot.messages import Message

@@ -10,14 +10,14 @@ from bot.replies import Action, Reply
 from bot.text import quote
 
 if TYPE_CHECKING:
-    from bot.core import Core, Request
+    from bot.request import Bot, Request
     from bot.router import Route
 
 MAX_LABEL = 70
 WHAT_I_COVER = "I answer from four articles about becoming an ML engineer: roles, salaries, interview prep, courses, the learning path and how long it takes."
 
 
-def label(core: "Core", intent: str) -> str:
+def label(core: "Bot", intent: str) -> str:
     """What a choice reads as: the FAQ's question, the scope topic, the command's summary."""
     kind, _, ident = intent.partition(":")
     c = core.content
@@ -42,7 +42,7 @@ def command_line(intent: str, route: "Route") -> str | None:
     return f"{intent} {slots}".strip()
 
 
-def choices(core: "Core", route: "Route") -> tuple[Action, ...]:
+def choices(core: "Bot", route: "Route") -> tuple[Action, ...]:
     actions: list[Action] = []
     for n, intent in enumerate(route.choices):
         line = command_line(intent, route)
@@ -51,7 +51,7 @@ def choices(core: "Core", route: "Route") -> tuple[Action, ...]:
     return tuple(actions)
 
 
-def clarify(core: "Core", route: "Route") -> Reply:
+def clarify(core: "Bot", route: "Route") -> Reply:
     return Reply(
         title="Did you mean...",
         text="I can read that more than one way. Pick one, or ask again in other words.",
@@ -60,7 +60,7 @@ def clarify(core: "Core", route: "Route") -> Reply:
     )
 
 
-def fallback(core: "Core", route: "Route", text: str) -> Reply:
+def fallback(core: "Bot", route: "Route", text: str) -> Reply:
     actions = choices(core, route)
     closest = " These come closest:" if actions else " Say `help` for what I can do."
     return Reply(
@@ -71,7 +71,7 @@ def fallback(core: "Core", route: "Route", text: str) -> Reply:
     )
 
 
-def smalltalk(core: "Core", route: "Route") -> Reply:
+def smalltalk(core: "Bot", route: "Route") -> Reply:
     entry = core.content.smalltalk.get(route.args.get("kind", ""))
     return Reply(text=entry.reply if entry else "Say `help` to see what I can do.", command="smalltalk")
 
@@ -87,7 +87,7 @@ async def scope(req: "Request") -> Reply:
     return Reply(title=topic.title, text=f"{topic.reply} Closest in the articles:", actions=actions)
 
 
-def _nearest_label(core: "Core", line: str) -> str:
+def _nearest_label(core: "Bot", line: str) -> str:
     word, _, rest = line.partition(" ")
     if word in ("faq", "scope") and rest:
         return label(core, f"{word}:{rest}")

@@ -4,16 +4,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from rapidfuzz import fuzz, process
-
 from bot.charts import salary_attachment
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Band, Content, Fact
 from bot.replies import Action, Field, Reply
+from bot.suggest import closest, did_you_mean
 from bot.text import money, quote
 
 if TYPE_CHECKING:
-    from bot.core import Core, Request
+    from bot.request import Bot, Request
 
 
 
@@ -21,16 +20,9 @@ def facts_reply(title: str, facts: tuple[Fact, ...], content: Content, **kw: obj
     return Reply(title=title, items=tuple(f.text for f in facts), sources=content.titles(*(f.source for f in facts)), **kw)  # type: ignore[arg-type]
 
 
-def closest(query: str, options: dict[str, str], limit: int = 3) -> list[str]:
-    """Ids of the options whose label is closest to `query`."""
-    return [key for _, _, key in process.extract(query, options, scorer=fuzz.WRatio, limit=limit, score_cutoff=60)]
-
-
 def _unknown(kind: str, leftover: str, options: dict[str, str], hint: str) -> Reply:
     near = closest(leftover, options)
-    text = f"I don't know a {kind} called \"{quote(leftover)}\"."
-    if near:
-        text += " Did you mean: " + ", ".join(options[k] for k in near) + "?"
+    text = f"I don't know a {kind} called \"{quote(leftover)}\".{did_you_mean(options[k] for k in near)}"
     return Reply(text=f"{text} {hint}")
 
 
@@ -362,7 +354,7 @@ def _listed(param: Param, content: Content) -> str:
 FIRST_HELP = ("salary", "role", "path", "interview", "practice")
 
 
-def help_reply(core: "Core", command: str | None = None, *, admin: bool = False) -> Reply:
+def help_reply(core: "Bot", command: str | None = None, *, admin: bool = False) -> Reply:
     if command is None:
         return _first_help(core)
     if command != "all":
@@ -387,7 +379,7 @@ def help_reply(core: "Core", command: str | None = None, *, admin: bool = False)
     )
 
 
-def _first_help(core: "Core") -> Reply:
+def _first_help(core: "Bot") -> Reply:
     """Five things to try, each a button: short enough to read at a glance."""
     specs = [core.registry.get(name) for name in FIRST_HELP]
     examples = [spec.examples[0] for spec in specs if spec is not None and spec.examples and (core.store is not None or not spec.needs_store)]

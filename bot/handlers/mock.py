@@ -26,7 +26,7 @@ from bot.text import FUNCTION_WORDS, quote, tokens
 from bot.understanding import decide
 
 if TYPE_CHECKING:
-    from bot.core import Request
+    from bot.request import Request
 
 QUESTIONS = 5
 MAX_PER_TOPIC = 2  # across topics: the mock covers ground, yet a topic with several due cards shows twice

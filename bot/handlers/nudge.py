@@ -14,15 +14,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from rapidfuzz import fuzz, process
-
 from bot import nudges
 from bot.commands import Choice, CommandSpec, Param
 from bot.replies import Action, Reply
+from bot.suggest import closest, did_you_mean
 from bot.text import MAX_ROUTED_CHARS, quote
 
 if TYPE_CHECKING:
-    from bot.core import Request
+    from bot.request import Request
     from bot.store import Store
 
 _DAY_NAMES = {name.lower(): n for n, name in enumerate(nudges.WEEKDAYS)}
@@ -84,15 +83,15 @@ def closest_timezones(text: str, limit: int = 3) -> list[str]:
     names, cities = _zones()
     options = {**{z: z for z in names.values()}}
     key = text.replace(" ", "_")
-    found = [name for name, _, _ in process.extract(key, options, scorer=fuzz.WRatio, limit=limit, score_cutoff=60)]
-    city = process.extractOne(key.lower(), list(cities), scorer=fuzz.ratio, score_cutoff=70)
+    found = closest(key, options, limit=limit)
+    city = closest(key.lower(), {c: c for c in cities}, limit=1, cutoff=70, spelling=True)
     if city and cities[city[0]] not in found:
         found.insert(0, cities[city[0]])
     return found[:limit]
 
 
 def closest_days(text: str) -> list[str]:
-    return [nudges.WEEKDAYS[DAYS[name]] for name, _, _ in process.extract(text.lower(), list(_DAY_NAMES), scorer=fuzz.ratio, limit=2, score_cutoff=60)]
+    return [nudges.WEEKDAYS[DAYS[name]] for name in closest(text.lower(), {d: d for d in _DAY_NAMES}, limit=2, spelling=True)]
 
 
 @dataclass
@@ -186,10 +185,10 @@ def parse(text: str) -> Parsed:
 def _unknown(word: str) -> str:
     days = closest_days(word) if word.isalpha() else []
     if days:
-        return f"I don't know the day \"{quote(word)}\". Did you mean {' or '.join(days)}?"
+        return f"I don't know the day \"{quote(word)}\".{did_you_mean(days, joiner=' or ')}"
     zones = closest_timezones(word) if re.search(r"[A-Za-z]", word) else []
     if zones:
-        return f"I don't know the timezone \"{quote(word)}\". Did you mean {', '.join(zones)}?"
+        return f"I don't know the timezone \"{quote(word)}\".{did_you_mean(zones)}"
     return f"I didn't understand \"{quote(word)}\": say e.g. `nudge on monday 9am Europe/Berlin`."
 
 

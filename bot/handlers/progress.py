@@ -8,17 +8,17 @@ from zoneinfo import ZoneInfo
 
 from bot.commands import Choice, CommandSpec, Param
 from bot.content import Content, problem_summary
-from bot.handlers.knowledge import closest
 from bot.handlers.nudge import summary_line
 from bot.progress_state import COURSE, STEP, member_zone, next_step_for, visible_done
 from bot.replies import Action, Attachment, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, retrievability, schedule
 from bot.store import CardState
+from bot.suggest import closest
 from bot.streaks import weekly_streak
 from bot.text import FUNCTION_WORDS, quote
 
 if TYPE_CHECKING:
-    from bot.core import Request
+    from bot.request import Request
 
 WEEK = dt.timedelta(days=7)
 
