@@ -26,6 +26,7 @@ from bot import nudges
 from bot.delivery import DirectSender
 from bot.progress_state import member_progress
 from bot.replies import render_text
+from bot.store_base import iso
 
 # The scheduler looks up to a week either side of `--at`: keep that inside datetime's range.
 EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc) + dt.timedelta(weeks=2)
@@ -108,18 +109,18 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
             print(f"{member}'s nudge is off{' (paused itself: DMs closed)' if sub.consecutive_failures >= nudges.FAILURES_BEFORE_PAUSE else ''}.")
         else:
             local = sub.next_due_at.astimezone(nudges.zone_of(sub.timezone))
-            print(f"Next due {nudges.iso(sub.next_due_at)} ({local:%a %d %b %H:%M %Z}).")
+            print(f"Next due {iso(sub.next_due_at)} ({local:%a %d %b %H:%M %Z}).")
         return 0
     grace = dt.timedelta(hours=args.grace_hours)
     if command == "due":
         at = args.at or core.clock()
-        rows = await nudges.due_nudges(store, at)
+        rows = await store.due_nudges(at)
         for row in rows:
             local = row.due.astimezone(nudges.zone_of(row.schedule.timezone))
             late = at - row.due
             action = "send" if late <= grace else f"skip ({late / dt.timedelta(hours=1):.1f} h late)"
-            print(f"{row.member}\t{nudges.iso(row.due)}\t{local:%a %H:%M %Z}\t{action}")
-        print(f"{len(rows)} due at {nudges.iso(at)}")
+            print(f"{row.member}\t{iso(row.due)}\t{local:%a %H:%M %Z}\t{action}")
+        print(f"{len(rows)} due at {iso(at)}")
         return 0
     registry = nudges.sender_registry(senders) if senders is not None else default_senders()
     with _sigterm_cancels() as terminated:

@@ -21,32 +21,17 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import aiosqlite
 
 from bot.errors import StoreError
 from bot.srs import CardState
+from bot.store_base import Tx, iso, parse_time, split_member
+from bot.store_nudges import NudgeQueries
 
 BUSY_TIMEOUT_MS = 5000
 log = logging.getLogger(__name__)
-
-
-class Cursor(Protocol):
-    rowcount: int
-
-    async def fetchone(self) -> tuple | None: ...
-
-    async def fetchall(self) -> Iterable[tuple]: ...
-
-
-class Tx(Protocol):
-    """A connection inside one transaction: the part of aiosqlite's API the queries use,
-    which the PostgreSQL store provides too."""
-
-    async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> Cursor: ...
-
-    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> Iterable[tuple]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +244,6 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
 _MOCK_COLUMNS = "questions, grades, topic, started_at"
 
 
@@ -284,14 +261,7 @@ async def _mock_of(db: Tx, member: int) -> MockSession | None:
     return _mock(rows[0]) if rows else None
 
 
-def split_member(key: str) -> tuple[str, str]:
-    platform, _, user = key.partition(":")
-    if not platform or not user:
-        raise ValueError(f"member key '{key}' must look like platform:user")
-    return platform, user
-
-
-class Store:
+class Store(NudgeQueries):
     """Every query the bot makes, for any backend. Subclasses implement `open`, `close`,
     `_write` (one transaction: all of `work` lands, or none), `_read` and `_read_dicts`."""
 

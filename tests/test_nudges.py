@@ -281,7 +281,7 @@ async def test_run_once_reports_members_held_by_another_schedulers_lease(env, ca
     core, time, _ = env
     for user in ("alice", "bob"):
         await say(core, "nudge on monday 9am Europe/Berlin", user=user)
-    [leased] = await nudges.lease_due(core.store, DUE, "dead", ["console"], limit=1)
+    [leased] = await core.store.lease_due(DUE, "dead", ["console"], limit=1)
     assert await nudges_cli.main(_cli(["nudges", "run", "--once", "--at", DUE.isoformat()]), core) == 0
     out = capsys.readouterr().out
     assert f"--- DM to {leased.member} ---" not in out

@@ -1,0 +1,325 @@
+"""The nudge scheduler: lease a page of due members, claim, render, send, mark.
+
+A `Scheduler` holds what every run needs (store, content, senders, clock, limiter,
+grace, observer, its id); `run_once` sends what is due now, `serve` keeps doing so.
+The exactly-once rules are the store's (`bot.store_nudges`); this module decides the
+order and what a send's result means:
+
+- A token is taken *before* claiming, so a claim is never held while waiting in line,
+  and a large batch is spread at the bucket's rate over `concurrency` workers.
+- Claims and marks go to the store in group commits (`_Batch`): the claims (or marks)
+  that workers ask for while one write is in flight go together in the next, so a page
+  costs a few transactions instead of two per member, and each worker still waits for
+  its own claim or mark to commit before it goes on.
+- A send that times out or raises unexpectedly may or may not have arrived: `failed`,
+  not retried. A `TRANSIENT` result or a long `Retry-After` releases the claim.
+- Stopping (SIGTERM or Ctrl-C cancel the run): a send that returned is still marked, a
+  claim whose send had not started is released, a send cut off mid-flight is marked
+  `failed`, and the run's leases are released, so the next run sends the rest at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Generic, Iterable, Mapping, TypeVar
+
+from bot.content import Content
+from bot.delivery import Delivery, DirectSender
+from bot.errors import StoreError
+from bot.nudge_message import dms_closed_notice, render_nudge
+from bot.nudge_schedule import DEFAULT_GRACE, HOLD_LIMIT, SEND_TIMEOUT
+from bot.observe import Observer
+from bot.progress_state import member_progress
+from bot.rate_limit import RateLimiter, Sleep, retry_after_of
+from bot.replies import Reply
+from bot.store import Store, open_store
+from bot.store_nudges import Claim, ClaimOutcome, DueNudge, Finish, SendOutcome
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+MAX_INLINE_RETRY_AFTER = 60.0  # a longer Retry-After releases the claim instead of waiting
+MAX_RATE_LIMIT_RETRIES = 3
+SERVE_INTERVAL = 60.0  # the scheduler wakes at least this often (new subscriptions, retries)
+DEFAULT_CONCURRENCY = 20
+PAGE = 200  # subscriptions leased at a time
+_NONCE = uuid.uuid4().hex[:8]  # tells apart two processes that reuse a pid on one host
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_scheduler_id() -> str:
+    """Stable for the life of a process, so its leases and claims stay its own between runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_NONCE}"
+
+
+def sender_registry(senders: Mapping[str, DirectSender] | Iterable[DirectSender]) -> dict[str, DirectSender]:
+    """Senders by platform; accepts a mapping or the senders themselves."""
+    if isinstance(senders, Mapping):
+        return dict(senders)
+    return {s.platform: s for s in senders}
+
+
+@dataclass
+class Summary:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    held: int = 0  # due, but another scheduler holds them: its lease on the member or its fresh claim on the week
+    waiting: int = 0  # released for a retry by a later run (Retry-After, a transient failure)
+
+    def line(self) -> str:
+        held = f", held {self.held}" if self.held else ""
+        return f"sent {self.sent}, failed {self.failed}, skipped {self.skipped}{held}"
+
+
+class SendInterrupted(asyncio.CancelledError):
+    """The scheduler was stopped while a send was in flight: it may have arrived."""
+
+
+async def _settle(write: Awaitable[R]) -> R:
+    """Run a write about a send (its claim, its mark, its release) to the end even if the
+    scheduler is stopped meanwhile, then let the stop through: a DM that went out is
+    recorded, and a claim that committed is known."""
+    task = asyncio.ensure_future(write)
+    stop: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            stop = exc
+    if stop is None:
+        return task.result()
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recording a nudge while the scheduler stopped failed: %s", task.exception())
+    raise stop
+
+
+class _Batch(Generic[T, R]):
+    """Group commit: the items submitted while a write is in flight go together in the
+    next one. `submit` returns the item's own result once its write has committed (even
+    if the caller is stopped meanwhile, like `_settle`)."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]]):
+        self._write = write
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await _settle(future)
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the other workers ready at this moment join the batch
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await self._write([item for item, _ in batch])
+            except BaseException as exc:  # every waiter hears the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+@dataclass
+class Scheduler:
+    """One scheduler: the same `scheduler_id` across its runs, so a later run may take
+    back a lease or claim of an earlier one. `content` may be a getter (admin reloads)."""
+
+    store: Store
+    content: Content | Callable[[], Content]
+    senders: dict[str, DirectSender]
+    clock: Clock
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    grace: dt.timedelta = DEFAULT_GRACE
+    observer: Observer = field(default_factory=Observer)
+    scheduler_id: str = field(default_factory=default_scheduler_id)
+    concurrency: int = DEFAULT_CONCURRENCY
+
+    async def run_once(self, now: dt.datetime, *, timing: list[float] | None = None) -> Summary:
+        """Send every nudge due at `now`, earliest first, `concurrency` at a time through
+        the shared limiter. `timing`, when given, receives the scheduler's own seconds
+        per nudge (claim, render, mark: the send excluded)."""
+        run = _Run(self, now, timing)
+        try:
+            while page := await self.store.lease_due(now, self.scheduler_id, self.senders, limit=max(PAGE, 5 * self.concurrency)):
+                queue = iter(page)
+
+                async def worker() -> None:
+                    for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
+                        await run.process(nudge)
+
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(max(1, min(self.concurrency, len(page)))):
+                        group.create_task(worker())
+            run.summary.held += await self.store.leased_elsewhere(now, self.scheduler_id, self.senders)
+        finally:  # also when stopped: what this run did not get to is free for the next one at once
+            await _settle(self.store.release_leases(self.scheduler_id))
+        return run.summary
+
+    async def serve(self, sleep: Sleep = asyncio.sleep, *, interval: float = SERVE_INTERVAL, ticks: int | None = None) -> None:
+        """Send what is due, then sleep until the next due time or `interval` seconds,
+        whichever is sooner (never a busy poll). `ticks` bounds the loop (tests)."""
+        tick = 0
+        while ticks is None or tick < ticks:
+            tick += 1
+            try:
+                summary = await self.run_once(self.clock())
+                if summary.sent or summary.failed or summary.skipped:
+                    log.info("nudges: %s", summary.line())
+            except StoreError:
+                log.exception("the nudge scheduler could not use the database; trying again in %g s", interval)
+            await sleep(await self.seconds_until_next(self.clock(), interval))
+
+    async def seconds_until_next(self, now: dt.datetime, interval: float = SERVE_INTERVAL) -> float:
+        """How long `serve` sleeps: until the next future due time, at most `interval`
+        (nudges due now but held or released are retried after the interval, not in a loop)."""
+        wake = await self.store.next_due_after(now, self.senders)
+        if wake is None:
+            return interval
+        return min(interval, max((wake - now).total_seconds(), 0.01))
+
+    def current_content(self) -> Content:
+        return self.content() if callable(self.content) else self.content
+
+
+class _Run:
+    """One `run_once`: its claims and marks batched, its tally."""
+
+    def __init__(self, scheduler: Scheduler, now: dt.datetime, timing: list[float] | None):
+        self.s = scheduler
+        self.now = now
+        self.content = scheduler.current_content()
+        self.timing = timing
+        self.summary = Summary()
+        me = scheduler.scheduler_id
+        self.claims: _Batch[DueNudge, Claim] = _Batch(lambda nudges: scheduler.store.claim_page(nudges, scheduler.clock(), me, scheduler.grace))
+        self.finishes: _Batch[Finish, None] = _Batch(self._finish_page)
+
+    async def _finish_page(self, finishes: list[Finish]) -> list[None]:
+        await self.s.store.finish_page(finishes, self.s.scheduler_id, dms_closed_notice)
+        return [None] * len(finishes)
+
+    async def _finish(self, nudge: DueNudge, outcome: SendOutcome, error: str | None) -> None:
+        await self.finishes.submit(Finish(nudge, outcome, error, self.s.clock()))
+
+    async def process(self, nudge: DueNudge) -> None:
+        s, limiter = self.s, self.s.limiter
+        current: DueNudge | None = nudge
+        while current is not None:
+            nudge, current = current, None
+            stale = s.clock() - nudge.due > s.grace  # skipping needs no token
+            if not stale:
+                await limiter.acquire(nudge.platform)  # before claiming: never hold a claim while queueing
+            started = time.perf_counter()
+            claimed_at = s.clock()
+            try:
+                claim = await self.claims.submit(nudge)
+            except asyncio.CancelledError:  # the claim may have committed as the stop came
+                await _settle(self._finish(nudge, SendOutcome.RELEASE, None))
+                raise
+            if claim.outcome is not ClaimOutcome.CLAIMED:
+                if not stale:
+                    limiter.refund(nudge.platform)
+                if claim.outcome is ClaimOutcome.SKIPPED:
+                    self.summary.skipped += 1
+                    s.observer.nudge("skipped")
+                elif claim.outcome is ClaimOutcome.HELD:
+                    self.summary.held += 1
+                current = claim.again
+                continue
+            s.observer.nudge("claimed")
+            try:
+                progress = await member_progress(s.store, self.content, nudge.member, self.now)
+                reply = render_nudge(self.content, progress, nudge.schedule, nudge.due)
+                overhead = time.perf_counter() - started
+                outcome, error = await self._deliver(nudge, reply, claimed_at)
+            except SendInterrupted:
+                await _settle(self._finish(nudge, SendOutcome.FAILED, "the scheduler stopped mid-send (may have arrived; not retried)"))
+                raise
+            except asyncio.CancelledError:
+                await _settle(self._finish(nudge, SendOutcome.RELEASE, None))
+                raise
+            started = time.perf_counter()
+            await _settle(self._finish(nudge, outcome, error))  # marked even if the scheduler is stopping
+            overhead += time.perf_counter() - started
+            if self.timing is not None:
+                self.timing.append(overhead)
+            self._tally(nudge, outcome, error)
+
+    def _tally(self, nudge: DueNudge, outcome: SendOutcome, error: str | None) -> None:
+        if outcome is SendOutcome.SENT:
+            self.summary.sent += 1
+            self.s.observer.nudge("sent")
+        elif outcome is SendOutcome.RELEASE:
+            self.summary.waiting += 1
+            self.s.observer.nudge("released")
+            log.info("nudge of %s released for a retry: %s", nudge.member, error)
+        else:
+            self.summary.failed += 1
+            self.s.observer.nudge("failed")
+
+    async def _deliver(self, nudge: DueNudge, reply: Reply, claimed_at: dt.datetime) -> tuple[SendOutcome, str | None]:
+        """Send within the claim's hold limit, honouring Retry-After."""
+        s, platform = self.s, nudge.platform
+        sender = s.senders[platform]
+        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+            if attempt:
+                await s.limiter.acquire(platform)
+            if s.clock() - claimed_at > HOLD_LIMIT:
+                return SendOutcome.RELEASE, "claim held too long before sending"
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    result: Any = await sender.send_direct(nudge.user_id, reply)
+            except TimeoutError:
+                return SendOutcome.FAILED, f"no answer from {platform} within {SEND_TIMEOUT:g} s (may have arrived; not retried)"
+            except asyncio.CancelledError:
+                raise SendInterrupted from None
+            except Exception as exc:  # noqa: BLE001 - a sender's bug must not stop the batch
+                if retry_after_of(exc) is None:
+                    log.exception("sending the nudge of %s failed", nudge.member)
+                    return SendOutcome.FAILED, f"{type(exc).__name__} while sending (not retried)"
+                result = exc
+            if result is Delivery.SENT:
+                return SendOutcome.SENT, None
+            if result is Delivery.DMS_CLOSED:
+                return SendOutcome.DMS_CLOSED, "direct messages closed"
+            if result is Delivery.TRANSIENT:
+                return SendOutcome.RELEASE, "transient failure"
+            wait = retry_after_of(result)
+            if wait is None:
+                return SendOutcome.FAILED, f"unexpected delivery result {result!r}"
+            s.limiter.pause(platform, wait)
+            s.observer.rate_limited(platform)
+            if wait > MAX_INLINE_RETRY_AFTER:
+                return SendOutcome.RELEASE, f"rate limited for {wait:g} s"
+        return SendOutcome.RELEASE, "still rate limited"
+
+
+async def serve_on_own_connection(scheduler: Scheduler, sleep: Sleep = asyncio.sleep, *, interval: float = SERVE_INTERVAL,
+                                  ticks: int | None = None) -> None:
+    """`serve` with its own connection to a file database, so its transactions never
+    interleave with the chat handlers' on the shared one (SQLite's locks order them, as
+    between processes). An in-memory database has only the one connection."""
+    if scheduler.store.path == ":memory:":
+        await scheduler.serve(sleep, interval=interval, ticks=ticks)
+        return
+    async with open_store(scheduler.store.path) as own:
+        scheduler.store = own
+        await scheduler.serve(sleep, interval=interval, ticks=ticks)
