@@ -25,7 +25,6 @@ import io
 import logging
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,6 +33,7 @@ import discord
 
 from adapters.discord_commands import choice_payloads, command_payloads, focused_option, mention_text, option_values, payload_hash, to_message
 from adapters.discord_render import CUSTOM_ID_TEMPLATE, Button, Page, render
+from bot.apology import apology, logged_error
 from bot.core import Core
 from bot.delivery import Delivery
 from bot.messages import Message
@@ -51,7 +51,6 @@ STYLES = {
     "success": discord.ButtonStyle.success,
     "danger": discord.ButtonStyle.danger,
 }
-APOLOGY = "Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}."
 STALE_BUTTON = "This button is no longer active. Say `help` (or use `/help`) to see what I can do."
 SENT_PRIVATELY = "That answer is personal, so I've sent it to you in a direct message."
 CANNOT_SEND_PRIVATELY = "That answer is personal and I can't send you direct messages. Use the slash command for a private answer, or allow DMs from this server."
@@ -219,8 +218,7 @@ class MlBotClient(discord.Client):
         try:
             await work
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s while answering a Discord %s interaction", error_id, interaction.type.name)
+            error_id = logged_error(log, "while answering a Discord %s interaction", interaction.type.name)
             await self._apologise(interaction, error_id)
 
     async def _apologise(self, interaction: discord.Interaction, error_id: str) -> None:
@@ -229,9 +227,9 @@ class MlBotClient(discord.Client):
                 if not interaction.response.is_done():
                     await interaction.response.autocomplete([])
             elif not interaction.response.is_done():
-                await interaction.response.send_message(APOLOGY.format(error_id=error_id), ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.response.send_message(apology(error_id).text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             else:
-                await interaction.followup.send(APOLOGY.format(error_id=error_id), ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.followup.send(apology(error_id).text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except Exception:
             log.exception("could not send the apology for error %s", error_id)
 
@@ -252,10 +250,9 @@ class MlBotClient(discord.Client):
             else:
                 await send_pages(message.channel, render(reply), reference=None if in_dm else message)
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s while answering a Discord message", error_id)
+            error_id = logged_error(log, "while answering a Discord message")
             with contextlib.suppress(Exception):
-                await message.channel.send(APOLOGY.format(error_id=error_id), allowed_mentions=NO_MENTIONS)
+                await message.channel.send(apology(error_id).text, allowed_mentions=NO_MENTIONS)
 
     async def _reply_privately(self, message: discord.Message, reply: Reply) -> None:
         """Personal data asked for in a channel goes to the member's DMs, never the channel."""

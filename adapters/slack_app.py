@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
@@ -43,7 +42,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack_render import ACTION_PREFIX, plain_text, render, render_home, upload
-from bot.core import Core, apology, utc_now
+from bot.apology import apology, logged_error
+from bot.core import Core, utc_now
 from bot.delivery import Delivery
 from bot.messages import Message
 from bot.observe import Observer
@@ -398,7 +398,7 @@ class _Listeners:
             reply = await self.core.handle(message)
             await self.client.views_publish(user_id=user, view=render_home(reply))
         except Exception:
-            log.exception("error %s while publishing App Home", _error_id())
+            logged_error(log, "while publishing App Home")
 
     async def _answer(self, body: dict[str, Any], context: AsyncBoltContext, target: Target) -> None:
         try:
@@ -406,8 +406,7 @@ class _Listeners:
             reply = await self.core.handle(to_message(body, bot_user_id=context.bot_user_id, profile=profile))
             await target.send(reply)
         except Exception:
-            error_id = _error_id()
-            log.exception("error %s while answering on Slack", error_id)
+            error_id = logged_error(log, "while answering on Slack")
             try:
                 await target.send(apology(error_id))
             except Exception:
@@ -418,10 +417,6 @@ def _from_bot(event: Mapping[str, Any]) -> bool:
     """Written by a bot (this one or another): never answered, so two bots cannot loop.
     Slack delivers `app_mention` for bots' messages too."""
     return bool(event.get("bot_id") or event.get("bot_profile") or event.get("subtype") == "bot_message")
-
-
-def _error_id() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def build_app(core: Core, settings: Settings, *, client: AsyncWebClient | None = None, deduper: EventDeduper | None = None) -> AsyncApp:

@@ -13,10 +13,10 @@ import datetime as dt
 import logging
 import random
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from bot.apology import apology, logged_error
 from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, Problem, load_content
 from bot.errors import UserError
@@ -38,15 +38,6 @@ MAX_CHOICES = 25  # Discord's autocomplete limit; Slack's external selects allow
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def apology(error_id: str) -> Reply:
-    """What a member sees when something broke; the log has the traceback under `error_id`."""
-    return Reply(
-        text=f"Sorry, something went wrong on my side. If it keeps happening, tell an admin the error id {error_id}.",
-        ephemeral=True,
-        command="error",
-    )
 
 
 class Core:
@@ -85,9 +76,7 @@ class Core:
         except UserError as exc:
             reply = Reply(text=str(exc), ephemeral=True, command="error")
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s while handling a %s message", error_id, message.platform)
-            reply = apology(error_id)
+            reply = apology(logged_error(log, "while handling a %s message", message.platform))
         finally:
             self._in_flight -= 1
             if not self._in_flight:
