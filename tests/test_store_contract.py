@@ -1,0 +1,133 @@
+"""The nudge contract of the store, run on SQLite and PostgreSQL alike: a week is claimed
+once, leases expire, a claim left by a crash is taken over once, racing schedulers
+split the work, and each way a send ends is recorded. Public store methods only."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from bot.nudge_message import dms_closed_notice
+from bot.nudge_schedule import FAILURES_BEFORE_PAUSE, LEASE, STALE_CLAIM, Schedule, next_send_after
+from bot.store import open_store
+from bot.store_nudges import ClaimOutcome, Finish, SendOutcome
+
+SUBSCRIBED = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.timezone.utc)  # a Wednesday
+BERLIN_MONDAY_9 = Schedule(0, dt.time(9, 0), "Europe/Berlin")
+DUE = next_send_after(SUBSCRIBED, 0, dt.time(9, 0), "Europe/Berlin")  # Monday 30 March, 07:00 UTC
+GRACE = dt.timedelta(hours=12)
+
+
+async def _subscribe(store, *users: str) -> None:
+    for user in users:
+        await store.subscribe(f"console:{user}", BERLIN_MONDAY_9, SUBSCRIBED)
+
+
+async def _sends(store, user: str) -> list[dict]:
+    return (await store.export(f"console:{user}")).get("sends", [])
+
+
+async def test_a_week_is_claimed_once(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    assert nudge.due == DUE and nudge.schedule == BERLIN_MONDAY_9
+    first = await store.claim_nudge(nudge, DUE, "a", GRACE)
+    again = await store.claim_nudge(nudge, DUE, "b", GRACE)
+    [page] = await store.claim_page([nudge], DUE, "b", GRACE)
+    assert (first.outcome, again.outcome, page.outcome) == (ClaimOutcome.CLAIMED, ClaimOutcome.HELD, ClaimOutcome.HELD)
+    assert [(s["status"], s["claimed_by"]) for s in await _sends(store, "alice")] == [("claimed", "a")]
+
+
+async def test_a_sent_week_moves_the_schedule_and_is_not_claimed_again(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    [claim] = await store.claim_page([nudge], DUE, "a", GRACE)
+    assert claim.outcome is ClaimOutcome.CLAIMED
+    await store.finish_page([Finish(nudge, SendOutcome.SENT, None, DUE)], "a", dms_closed_notice)
+    assert (await store.subscription("console:alice")).next_due_at == DUE + dt.timedelta(weeks=1)
+    assert (await store.claim_nudge(nudge, DUE, "b", GRACE)).outcome is ClaimOutcome.GONE
+    assert [s["status"] for s in await _sends(store, "alice")] == ["sent"]
+
+
+async def test_a_lease_keeps_others_off_until_it_expires(store) -> None:
+    await _subscribe(store, "alice", "bob")
+    leased = await store.lease_due(DUE, "a", ["console"], limit=1)
+    assert len(leased) == 1
+    other = await store.lease_due(DUE, "b", ["console"], limit=10)
+    assert {n.member for n in leased + other} == {"console:alice", "console:bob"} and len(other) == 1
+    assert await store.lease_due(DUE, "c", ["console"], limit=10) == []
+    assert await store.leased_elsewhere(DUE, "c", ["console"]) == 2
+    later = DUE + LEASE + dt.timedelta(seconds=1)
+    assert len(await store.lease_due(later, "c", ["console"], limit=10)) == 2  # a and b died: their leases ran out
+    await store.release_leases("c")
+    assert await store.leased_elsewhere(later, "d", ["console"]) == 0
+
+
+async def test_a_claim_left_by_a_crash_is_taken_over_once_when_stale(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    assert (await store.claim_nudge(nudge, DUE, "crashed", GRACE)).outcome is ClaimOutcome.CLAIMED
+    # the holder dies between claim and send: a fresh claim still holds
+    assert (await store.claim_nudge(nudge, DUE + dt.timedelta(minutes=1), "b", GRACE)).outcome is ClaimOutcome.HELD
+    stale = DUE + STALE_CLAIM
+    takers = [await store.claim_nudge(nudge, stale, who, GRACE) for who in ("b", "c")]
+    assert [t.outcome for t in takers] == [ClaimOutcome.CLAIMED, ClaimOutcome.HELD]
+    # the crashed holder's late mark is refused: the claim is b's
+    await store.finish_nudge(Finish(nudge, SendOutcome.SENT, None, stale), "crashed", dms_closed_notice)
+    assert [(s["status"], s["claimed_by"]) for s in await _sends(store, "alice")] == [("claimed", "b")]
+    await store.finish_nudge(Finish(nudge, SendOutcome.SENT, None, stale), "b", dms_closed_notice)
+    assert [(s["status"], s["claimed_by"]) for s in await _sends(store, "alice")] == [("sent", "b")]
+
+
+async def test_racing_schedulers_claim_each_week_once(db_target) -> None:
+    users = [f"u{n}" for n in range(30)]
+    async with open_store(db_target) as one, open_store(db_target) as two:
+        await _subscribe(one, *users)
+        page = await one.due_nudges(DUE, ["console"])
+        a, b = await asyncio.gather(one.claim_page(page, DUE, "a", GRACE), two.claim_page(list(reversed(page)), DUE, "b", GRACE))
+        won = [c.nudge.member for c in a + b if c.outcome is ClaimOutcome.CLAIMED]
+        assert sorted(won) == sorted(f"console:{u}" for u in users)
+        assert all(c.outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.HELD) for c in a + b)
+
+
+async def test_a_release_frees_the_week_for_a_retry(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    await store.claim_nudge(nudge, DUE, "a", GRACE)
+    await store.finish_page([Finish(nudge, SendOutcome.RELEASE, "transient failure", DUE)], "a", dms_closed_notice)
+    assert await _sends(store, "alice") == [] and (await store.subscription("console:alice")).next_due_at == DUE
+    assert (await store.claim_nudge(nudge, DUE, "b", GRACE)).outcome is ClaimOutcome.CLAIMED
+
+
+async def test_closed_dms_leave_one_notice_and_pause_after_a_few_weeks(store) -> None:
+    await _subscribe(store, "alice")
+    for week in range(FAILURES_BEFORE_PAUSE):
+        now = DUE + dt.timedelta(weeks=week)
+        [nudge] = await store.due_nudges(now, ["console"])
+        assert (await store.claim_nudge(nudge, now, "a", GRACE)).outcome is ClaimOutcome.CLAIMED
+        await store.finish_page([Finish(nudge, SendOutcome.DMS_CLOSED, "direct messages closed", now)], "a", dms_closed_notice)
+        notice = await store.take_notice("console:alice")
+        assert notice and "direct messages" in notice
+        assert await store.take_notice("console:alice") is None
+    sub = await store.subscription("console:alice")
+    assert not sub.enabled and sub.consecutive_failures == FAILURES_BEFORE_PAUSE
+    assert [s["status"] for s in await _sends(store, "alice")] == ["failed"] * FAILURES_BEFORE_PAUSE
+
+
+async def test_a_nudge_past_the_grace_is_skipped_and_the_next_week_comes_back_if_due(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    late = DUE + dt.timedelta(weeks=1, hours=1)  # the next week is due too, and still inside the grace
+    [claim] = await store.claim_page([nudge], late, "a", GRACE)
+    assert claim.outcome is ClaimOutcome.SKIPPED and claim.again is not None and claim.again.due == DUE + dt.timedelta(weeks=1)
+    assert (await store.claim_nudge(claim.again, late, "a", GRACE)).outcome is ClaimOutcome.CLAIMED
+    assert [s["status"] for s in await _sends(store, "alice")] == ["skipped", "claimed"]
+
+
+async def test_a_change_of_schedule_meanwhile_wins_over_the_mark(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    await store.claim_nudge(nudge, DUE, "a", GRACE)
+    friday = Schedule(4, dt.time(18, 0), "Europe/Berlin")
+    changed = await store.subscribe("console:alice", friday, DUE)
+    await store.finish_page([Finish(nudge, SendOutcome.SENT, None, DUE)], "a", dms_closed_notice)
+    assert (await store.subscription("console:alice")).next_due_at == changed.next_due_at
