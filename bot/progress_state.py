@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.content import Content
+from bot.store_nudges import ProgressRows
 from bot.streaks import weekly_streak
 
 if TYPE_CHECKING:
@@ -51,11 +52,17 @@ class MemberProgress:
     streak: int
 
 
-async def member_progress(store: "Store", content: Content, member: str, now: dt.datetime) -> MemberProgress:
-    """What the weekly nudge says about the member's real progress."""
-    steps, courses = visible_done(content, await store.done_items(member))
-    cards = await store.cards(member)
-    due = sum(1 for q, c in cards.items() if q in content.questions and c.due_at <= now)
-    zone = member_zone(await store.timezone(member))
-    streak = weekly_streak(await store.activity_times(member), zone, now)
+def progress_of(content: Content, rows: ProgressRows, now: dt.datetime) -> MemberProgress:
+    """What the weekly nudge says about a member's real progress, from their stored rows."""
+    steps, courses = visible_done(content, rows.done)
+    due = sum(1 for q, at in rows.cards_due.items() if q in content.questions and at <= now)
+    streak = weekly_streak(rows.activity, member_zone(rows.timezone), now)
     return MemberProgress(tuple(steps), tuple(courses), due, streak)
+
+
+async def member_progress(store: "Store", content: Content, member: str, now: dt.datetime) -> MemberProgress:
+    """`progress_of` one member, by key (the member may not be stored yet)."""
+    cards = await store.cards(member)
+    rows = ProgressRows(await store.done_items(member), {q: c.due_at for q, c in cards.items()}, await store.timezone(member),
+                        await store.activity_times(member))
+    return progress_of(content, rows, now)

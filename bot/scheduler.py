@@ -7,10 +7,10 @@ order and what a send's result means:
 
 - A token is taken *before* claiming, so a claim is never held while waiting in line,
   and a large batch is spread at the bucket's rate over `concurrency` workers.
-- Claims and marks go to the store in group commits (`_Batch`): the claims (or marks)
-  that workers ask for while one write is in flight go together in the next, so a page
-  costs a few transactions instead of two per member, and each worker still waits for
-  its own claim or mark to commit before it goes on.
+- Claims, progress reads and marks go to the store in groups (`_Batch`): what workers
+  ask for while one statement is in flight goes together in the next, so a page costs
+  a few statements instead of a dozen per member, and each worker still waits for its
+  own claim or mark to commit before it goes on.
 - A send that times out or raises unexpectedly may or may not have arrived: `failed`,
   not retried. A `TRANSIENT` result or a long `Retry-After` releases the claim.
 - Stopping (SIGTERM or Ctrl-C cancel the run): a send that returned is still marked, a
@@ -35,7 +35,7 @@ from bot.errors import StoreError
 from bot.nudge_message import dms_closed_notice, render_nudge
 from bot.nudge_schedule import DEFAULT_GRACE, HOLD_LIMIT, SEND_TIMEOUT
 from bot.observe import Observer
-from bot.progress_state import member_progress
+from bot.progress_state import MemberProgress, progress_of
 from bot.rate_limit import RateLimiter, Sleep, retry_after_of
 from bot.replies import Reply
 from bot.store import Store, open_store
@@ -211,6 +211,10 @@ class _Run:
         me = scheduler.scheduler_id
         self.claims: _Batch[DueNudge, Claim] = _Batch(lambda nudges: scheduler.store.claim_page(nudges, scheduler.clock(), me, scheduler.grace))
         self.finishes: _Batch[Finish, None] = _Batch(self._finish_page)
+        self.progress: _Batch[int, MemberProgress] = _Batch(self._progress_page)
+
+    async def _progress_page(self, member_ids: list[int]) -> list[MemberProgress]:
+        return [progress_of(self.content, rows, self.now) for rows in await self.s.store.progress_rows(member_ids)]
 
     async def _finish_page(self, finishes: list[Finish]) -> list[None]:
         await self.s.store.finish_page(finishes, self.s.scheduler_id, dms_closed_notice)
@@ -246,7 +250,7 @@ class _Run:
                 continue
             s.observer.nudge("claimed")
             try:
-                progress = await member_progress(s.store, self.content, nudge.member, self.now)
+                progress = await self.progress.submit(nudge.member_id)
                 reply = render_nudge(self.content, progress, nudge.schedule, nudge.due)
                 overhead = time.perf_counter() - started
                 outcome, error = await self._deliver(nudge, reply, claimed_at)

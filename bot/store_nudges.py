@@ -108,6 +108,17 @@ class Finish:
     at: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ProgressRows:
+    """What a nudge says about a member, as stored: done items (kind -> item -> when),
+    when each practice card is due, the member's timezone, and when they studied."""
+
+    done: dict[str, dict[str, dt.datetime]]
+    cards_due: dict[str, dt.datetime]
+    timezone: str
+    activity: list[dt.datetime]
+
+
 _SUB_COLUMNS = "s.weekday, s.local_time, s.timezone, s.next_due_at, s.paused_until, s.consecutive_failures, s.enabled, s.notice"
 _DUE_COLUMNS = "m.platform, m.user_id, s.member_id, s.next_due_at, s.weekday, s.local_time, s.timezone"
 
@@ -325,6 +336,32 @@ class NudgeQueries:
             await db.execute("UPDATE subscriptions SET lease_by = NULL, lease_until = NULL WHERE lease_by = ?", (me,))
 
         await self._write(work)
+
+    async def progress_rows(self, member_ids: Sequence[int]) -> list[ProgressRows]:
+        """`ProgressRows` of each member (in order), in one statement for them all."""
+        if not member_ids:
+            return []
+        marks = _marks(len(member_ids))
+        rows = await self._read(
+            f"SELECT 'p', member_id, kind, item_id, done_at FROM progress WHERE member_id IN ({marks}) "
+            f"UNION ALL SELECT 'c', member_id, question_id, NULL, due_at FROM cards WHERE member_id IN ({marks}) "
+            f"UNION ALL SELECT 'r', member_id, NULL, NULL, reviewed_at FROM reviews WHERE member_id IN ({marks}) "
+            f"UNION ALL SELECT 'm', id, timezone, NULL, NULL FROM members WHERE id IN ({marks})",
+            tuple(member_ids) * 4,
+        )
+        out = {m: ProgressRows({}, {}, "UTC", []) for m in member_ids}
+        for tag, member, name, item, at in rows:
+            found = out[member]
+            if tag == "p":
+                found.done.setdefault(name, {})[item] = parse_time(at)
+                found.activity.append(parse_time(at))
+            elif tag == "c":
+                found.cards_due[name] = parse_time(at)
+            elif tag == "r":
+                found.activity.append(parse_time(at))
+            else:
+                out[member] = ProgressRows(found.done, found.cards_due, name or "UTC", found.activity)
+        return [out[m] for m in member_ids]
 
     async def claim_nudge(self, nudge: DueNudge, now: dt.datetime, me: str, grace: dt.timedelta) -> Claim:
         """One transaction: skip (too late), claim (insert or stale takeover), or find the

@@ -131,3 +131,13 @@ async def test_a_change_of_schedule_meanwhile_wins_over_the_mark(store) -> None:
     changed = await store.subscribe("console:alice", friday, DUE)
     await store.finish_page([Finish(nudge, SendOutcome.SENT, None, DUE)], "a", dms_closed_notice)
     assert (await store.subscription("console:alice")).next_due_at == changed.next_due_at
+
+
+async def test_progress_rows_of_a_page_match_the_member_reads(store) -> None:
+    await _subscribe(store, "alice", "bob")
+    await store.mark_done("console:alice", "step", "python-basics", SUBSCRIBED)
+    await store.set_member_field("console:bob", "timezone", "Asia/Tokyo")
+    ids = [n.member_id for n in await store.due_nudges(DUE, ["console"])]
+    alice, bob = await store.progress_rows(ids)
+    assert alice.done == await store.done_items("console:alice") and alice.activity == await store.activity_times("console:alice")
+    assert (bob.done, bob.cards_due, bob.timezone, bob.activity) == ({}, {}, "Asia/Tokyo", [])
