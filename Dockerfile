@@ -11,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The package, installed like any user would (not editable); the sources go afterwards.
 # [all]: the image runs whichever platforms the environment has tokens for, on SQLite or PostgreSQL.
 COPY pyproject.toml README.md /src/
+COPY mlbot /src/mlbot
 COPY bot /src/bot
 COPY adapters /src/adapters
 RUN pip install --no-cache-dir '/src[all]' && rm -rf /src

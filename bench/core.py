@@ -111,8 +111,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, MLBOT_DB=str(Path(tmp) / "bench.sqlite3"))
-        commands = {"bare": [sys.executable, "-c", "pass"], "help": [sys.executable, "-m", "bot", "--help"],
-                    "ask": [sys.executable, "-m", "bot", "ask", "help"]}
+        commands = {"bare": [sys.executable, "-c", "pass"], "help": [sys.executable, "-m", "mlbot", "--help"],
+                    "ask": [sys.executable, "-m", "mlbot", "ask", "help"]}
         medians = {name: statistics.median(times) for name, times in process_times(commands, 15, env).items()}
     print(f"startup.python_pass.median: {medians['bare'] * 1000:.0f} ms")
     print(f"startup.help.median: {medians['help'] * 1000:.0f} ms")

@@ -216,7 +216,7 @@ async def test_the_chart_is_drawn_once_and_redrawn_when_a_band_changes(content) 
 
 def test_ask_attachments_writes_the_chart_png(tmp_path, capsys) -> None:
     """`mlbot ask --attachments DIR "salary senior"` writes the PNG and names it."""
-    from bot.cli import main
+    from mlbot.cli import main
 
     out = tmp_path / "files"
     assert main(["--db", str(tmp_path / "m.sqlite3"), "ask", "--attachments", str(out), "salary senior"]) == 0

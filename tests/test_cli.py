@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def _env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
 
 
 def mlbot(tmp_path: Path, *args: str, stdin: bytes | None = None, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, env=_env(tmp_path, **env), cwd=ROOT, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "mlbot", *args], input=stdin, capture_output=True, env=_env(tmp_path, **env), cwd=ROOT, timeout=timeout)
 
 
 def members(db: Path) -> list[tuple[str, str]]:
@@ -191,7 +192,7 @@ def _imported_by(tmp_path: Path, argv: list[str], *, hide: tuple[str, ...] = (),
     script = (
         "import sys\n"
         f"for name in {hide!r}: sys.modules[name] = None\n"
-        "from bot.cli import main\n"
+        "from mlbot.cli import main\n"
         "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
         "print('--modules--', *sorted(sys.modules), sep='\\n')\n"
         "sys.exit(code)\n"
@@ -207,14 +208,14 @@ def test_help_and_usage_errors_import_no_command_module(tmp_path: Path, argv: li
     content, core, nudge or database command, event loop or platform library."""
     run, modules = _imported_by(tmp_path, argv)
     assert run.returncode == code, run.stderr
-    assert {m for m in modules if m.startswith("bot.")} == {"bot.cli"}
+    assert {m for m in modules if m.startswith(("mlbot", "bot", "adapters"))} == {"mlbot", "mlbot.cli"}
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
 def test_help_lists_the_lazy_commands_as_their_own_parsers_do() -> None:
     """The stand-ins in `mlbot --help` say what the commands' modules say: the help is the
     same whichever of them is built for real."""
-    from bot.cli import LAZY_COMMANDS, _parser
+    from mlbot.cli import LAZY_COMMANDS, _parser
 
     top = _parser().format_help()
     assert all(f"    {name} " in top for name in LAZY_COMMANDS)
@@ -254,6 +255,12 @@ def _pip_cannot_reach_an_index(output: str) -> bool:
     return any(sign in output for sign in ("(from versions: none)", "NewConnectionError", "Temporary failure in name resolution", "Network is unreachable"))
 
 
+def _top_level_packages() -> set[str]:
+    """The checkout's top-level packages, as pyproject.toml lists them for setuptools."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    return {name.split(".")[0] for name in packages}
+
+
 def test_plain_install_is_the_console_and_sqlite_without_platform_libraries(tmp_path: Path) -> None:
     """A fresh venv (no system site-packages) with `pip install .` and no extras answers
     `mlbot ask help`, has none of the platform or PostgreSQL libraries, and `mlbot run`
@@ -263,7 +270,7 @@ def test_plain_install_is_the_console_and_sqlite_without_platform_libraries(tmp_
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("bot", "adapters"):
+    for package in _top_level_packages():
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

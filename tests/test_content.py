@@ -105,7 +105,7 @@ def test_several_problems_reported_at_once(content_dir: Path) -> None:
 
 def test_content_check_command_prints_file_line_and_exits_1(content_dir: Path) -> None:
     line = edit(content_dir / "courses.yaml", "rating: 9.8", "rating: high")
-    run = subprocess.run([sys.executable, "-m", "bot", "content", "check", str(content_dir)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "mlbot", "content", "check", str(content_dir)], capture_output=True, text=True)
     assert run.returncode == 1
     assert f"content/courses.yaml:{line}: expected a number, got 'high'" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
@@ -114,7 +114,7 @@ def test_content_check_command_prints_file_line_and_exits_1(content_dir: Path) -
 def test_bot_refuses_to_start_on_bad_content(content_dir: Path, tmp_path: Path) -> None:
     edit(content_dir / "courses.yaml", "rating: 9.8", "rating: high")
     run = subprocess.run(
-        [sys.executable, "-m", "bot", "ask", "--content", str(content_dir), "--db", str(tmp_path / "x.sqlite3"), "salary"],
+        [sys.executable, "-m", "mlbot", "ask", "--content", str(content_dir), "--db", str(tmp_path / "x.sqlite3"), "salary"],
         capture_output=True, text=True,
     )
     assert run.returncode == 1
@@ -195,7 +195,7 @@ async def test_reload_shows_the_syntax_error_first_and_the_total(content_dir: Pa
 
 def test_content_check_shows_the_syntax_error_first_and_the_total(content_dir: Path) -> None:
     total = _break_sources(content_dir)
-    run = subprocess.run([sys.executable, "-m", "bot", "content", "check", str(content_dir)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "mlbot", "content", "check", str(content_dir)], capture_output=True, text=True)
     lines = run.stdout.splitlines()
     assert run.returncode == 1
     assert lines[0].startswith("content/sources.yaml:") and "not valid YAML" in lines[0], lines

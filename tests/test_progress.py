@@ -260,7 +260,7 @@ async def test_done_by_new_id_after_old_id_adds_no_second_row(content, store, cl
 
 def _mlbot(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, MLBOT_DB=str(db))
-    return subprocess.run([sys.executable, "-m", "bot", "ask", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "mlbot", "ask", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_cli_contract_across_processes(tmp_path: Path) -> None:
@@ -317,7 +317,7 @@ async def test_unanswered_questions_are_the_members_until_forgotten(ask, ask_rep
 
 def _data(db: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MLBOT_DB=str(db))
-    return subprocess.run([sys.executable, "-m", "bot", "data", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "mlbot", "data", *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 async def test_data_export_is_mydata_and_delete_is_forget(tmp_path: Path, content, clock) -> None:

@@ -365,7 +365,7 @@ async def test_a_chmod_444_file_answers_reads_and_refuses_writes(tmp_path: Path)
     path.chmod(0o444)
 
     def ask(text: str) -> subprocess.CompletedProcess:
-        command = [*_without_root_override(), sys.executable, "-m", "bot", "ask", "--db", str(path), "--user", "ro", text]
+        command = [*_without_root_override(), sys.executable, "-m", "mlbot", "ask", "--db", str(path), "--user", "ro", text]
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     assert "[x] Python fundamentals" in ask("progress").stdout

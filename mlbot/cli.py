@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.replies import Reply
     from bot.settings import Settings
 
-# This module is the composition root: it imports the rest of mlbot inside the functions
+# The composition root's entry point: it imports the rest of mlbot inside the functions
 # that run a command, once the arguments are parsed, so `mlbot --help` costs little more
 # than argparse and each command imports only what it runs.
 
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 # `_parse`). The flag: whether the command takes the common options.
 LAZY_COMMANDS = {
     "nudges": ("bot.nudges_cli", "weekly nudges by hand: preview, due, run --once", True),
-    "db": ("bot.db_cli", "the database: check its pages, back it up", True),
-    "data": ("bot.data_cli", "a member's data: export it as JSON, or delete it (requests by e-mail)", False),
+    "db": ("mlbot.db_cli", "the database: check its pages, back it up", True),
+    "data": ("mlbot.data_cli", "a member's data: export it as JSON, or delete it (requests by e-mail)", False),
 }
 # What `mlbot run` imports for a platform (its adapter, then /healthz and /metrics), by the
 # names pip knows them by; the platform's extra installs them all.
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return 1
     if args.command in ("db", "data"):
-        from bot import data_cli, db_cli
+        from mlbot import data_cli, db_cli
 
         try:
             return asyncio.run((db_cli if args.command == "db" else data_cli).run(settings.db, args))

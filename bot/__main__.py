@@ -1,6 +1,0 @@
-"""`python -m bot` is `mlbot`."""
-import sys
-
-from bot.cli import main
-
-sys.exit(main())
