@@ -8,7 +8,7 @@ Each concern has its module:
 - `bot.nudge_schedule`: pure time maths (local time, DST, ISO week) and the timing rules;
 - `bot.nudge_message`: the nudge's text, and the notice after closed DMs;
 - `bot.rate_limit`: one token bucket per platform, Retry-After;
-- `bot.store_nudges`: every statement about subscriptions, leases, claims and sends,
+- `bot.store.nudges`: every statement about subscriptions, leases, claims and sends,
   and the exactly-once rules they enforce, for SQLite and PostgreSQL alike;
 - `bot.scheduler`: the `Scheduler` that leases, claims, sends and marks.
 
@@ -53,7 +53,7 @@ from bot.observe import Observer
 from bot.rate_limit import RateLimited, RateLimiter, Sleep
 from bot.scheduler import DEFAULT_CONCURRENCY, SERVE_INTERVAL, Clock, Scheduler, Summary, sender_registry, serve_on_own_connection
 from bot.store import Store
-from bot.store_nudges import DueNudge, Subscription
+from bot.store.nudges import DueNudge, Subscription
 
 __all__ = [
     "DEFAULT_GRACE", "DEFAULT_TIME", "DEFAULT_WEEKDAY", "FAILURES_BEFORE_PAUSE", "STALE_CLAIM", "WEEKDAYS", "DueNudge",

@@ -26,7 +26,7 @@ from bot import nudges
 from bot.delivery import DirectSender
 from bot.progress_state import member_progress
 from bot.replies import render_text
-from bot.store_base import iso
+from bot.store.sql import iso
 
 # The scheduler looks up to a week either side of `--at`: keep that inside datetime's range.
 EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc) + dt.timedelta(weeks=2)

@@ -2,7 +2,7 @@
 
 A `Scheduler` holds what every run needs (store, content, senders, clock, limiter,
 grace, observer, its id); `run_once` sends what is due now, `serve` keeps doing so.
-The exactly-once rules are the store's (`bot.store_nudges`); this module decides the
+The exactly-once rules are the store's (`bot.store.nudges`); this module decides the
 order and what a send's result means:
 
 - A token is taken *before* claiming, so a claim is never held while waiting in line,
@@ -39,7 +39,7 @@ from bot.progress_state import MemberProgress, progress_of
 from bot.rate_limit import RateLimiter, Sleep, retry_after_of
 from bot.replies import Reply
 from bot.store import Store, open_store
-from bot.store_nudges import Claim, ClaimOutcome, DueNudge, Finish, SendOutcome
+from bot.store.nudges import Claim, ClaimOutcome, DueNudge, Finish, SendOutcome
 
 log = logging.getLogger(__name__)
 

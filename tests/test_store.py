@@ -98,7 +98,7 @@ async def _sm2_database(target: str, rows: list[str]) -> None:
     if target.startswith("postgresql://"):
         import asyncpg
 
-        from bot.store_pg import migration_ddl
+        from bot.store.postgres import migration_ddl
 
         conn = await asyncpg.connect(target)
         try:
@@ -311,7 +311,7 @@ async def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Pat
         with pytest.raises(StoreError, match=r"full.sqlite3 could not be written: its disk is full"):
             for n in range(100):
                 await store.mark_done(f"console:u{n}", "course", "c" * 3000, T0)
-        failures = [r for r in caplog.records if r.name == "bot.store"]
+        failures = [r for r in caplog.records if r.name.startswith("bot.store")]
         assert len(failures) == 1 and "database or disk is full" in failures[0].getMessage()
         await store._read("PRAGMA max_page_count = 1000000")  # space again: the connection is not stuck in a transaction
         assert await store.mark_done("console:after", "course", "c", T0)
@@ -417,7 +417,7 @@ async def test_schema_6_keeps_its_unanswered_rows_on_both_backends(db_target: st
     if is_postgres(db_target):
         import asyncpg
 
-        from bot.store_pg import migration_ddl
+        from bot.store.postgres import migration_ddl
 
         conn = await asyncpg.connect(db_target)
         try:

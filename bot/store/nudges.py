@@ -39,7 +39,7 @@ from bot.nudge_schedule import (
     week_key,
     zone_of,
 )
-from bot.store_base import Tx, iso, parse_time, split_member
+from bot.store.sql import Tx, iso, parse_time, split_member
 
 log = logging.getLogger(__name__)
 Notice = Callable[[int, dt.datetime, str], str]  # (weeks failed in a row, due, zone) -> the member's notice

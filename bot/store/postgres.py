@@ -15,7 +15,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import asyncpg
 
-from bot.store import MIGRATIONS, Store, StoreError, Tx
+from bot.errors import StoreError
+from bot.store.base import Store
+from bot.store.migrations import MIGRATIONS
+from bot.store.sql import Tx
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\?")
