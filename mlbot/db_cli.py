@@ -46,7 +46,7 @@ async def run(db: str, args: argparse.Namespace) -> int:
 
 
 async def _postgres(url: str, command: str) -> int:
-    from bot.store_pg import redacted
+    from bot.store.postgres import redacted
 
     if command == "backup":
         print(f"`mlbot db backup` copies SQLite files; for PostgreSQL use pg_dump, e.g. pg_dump --format=custom --file=mlbot.dump '{redacted(url)}'", file=sys.stderr)
