@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.content import Band, Content, Region
+from bot.content_types import Band, Content, Region
 from bot.replies import Attachment
 from bot.text import money
 

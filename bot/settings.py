@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from platformdirs import user_data_path
+
 
 def default_db_path() -> Path:
     """`mlbot.sqlite3` in the user's data directory (~/.local/share/mlbot on Linux)."""
-    from platformdirs import user_data_path
-
     return user_data_path("mlbot", appauthor=False) / "mlbot.sqlite3"
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from bot.charts import salary_attachment
 from bot.commands import Choice, CommandSpec, Param
-from bot.content import Band, Content, Fact
+from bot.content_types import Band, Content, Fact
 from bot.replies import Action, Field, Reply
 from bot.suggest import closest, did_you_mean
 from bot.text import money, quote
