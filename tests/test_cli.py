@@ -256,9 +256,9 @@ def _pip_cannot_reach_an_index(output: str) -> bool:
 
 
 def _top_level_packages() -> set[str]:
-    """The checkout's top-level packages, as pyproject.toml lists them for setuptools."""
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    return {name.split(".")[0] for name in packages}
+    """The checkout's top-level packages, as pyproject.toml has setuptools find them."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return {pattern.rstrip("*") for pattern in patterns}
 
 
 def test_plain_install_is_the_console_and_sqlite_without_platform_libraries(tmp_path: Path) -> None:
