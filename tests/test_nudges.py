@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import nudges, nudges_cli
+from bot import nudges
+from mlbot import nudges_cli
 from bot.content import load_content
 from bot.core import Core
 from bot.delivery import Delivery
@@ -292,7 +293,7 @@ SIGTERM_RUN = textwrap.dedent(
     """
     import argparse, asyncio, datetime as dt, sys
     sys.path.insert(0, {root!r})
-    from bot import nudges_cli
+    from mlbot import nudges_cli
     from bot.content import load_content
     from bot.core import Core
     from bot.delivery import Delivery

@@ -11,6 +11,7 @@ Import from here: `open_store(target)` picks the backend.
 """
 from __future__ import annotations
 
+import importlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -18,12 +19,11 @@ from bot.errors import StoreError
 from bot.srs import CardState
 from bot.store.base import MockSession, Store, Unanswered
 from bot.store.migrations import MIGRATIONS, PERSONAL_TABLES
-from bot.store.postgres import PostgresStore
 from bot.store.sql import Tx, iso, parse_time, split_member
 from bot.store.sqlite import SqliteStore
 
 __all__ = [
-    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MockSession", "PostgresStore", "SqliteStore", "Store", "StoreError", "Tx",
+    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MockSession", "SqliteStore", "Store", "StoreError", "Tx",
     "Unanswered", "is_postgres", "iso", "make_store", "open_store", "parse_time", "split_member",
 ]
 
@@ -35,7 +35,8 @@ def is_postgres(target: str) -> bool:
 def make_store(target: str) -> Store:
     """A SQLite file path (or `:memory:`), or a `postgresql://` URL."""
     if is_postgres(target):
-        return PostgresStore(target)
+        # asyncpg is an optional extra: its backend loads only when a URL asks for it
+        return importlib.import_module("bot.store.postgres").PostgresStore(target)
     return SqliteStore(target)
 
 

@@ -167,7 +167,7 @@ def _sigterm_cancels() -> Iterator[list[int]]:
 
 
 async def run(content, db: str, args: argparse.Namespace) -> int:
-    """`main` with a store opened on `db` and a Core around it (what `bot/cli.py` calls)."""
+    """`main` with a store opened on `db` and a Core around it (what `mlbot/cli.py` calls)."""
     from bot.core import Core
     from bot.store import open_store
 
