@@ -169,7 +169,7 @@ def test_image_installs_the_package_as_pyproject_describes_it():
     target = str(PurePosixPath(installs[0].workdir) / target)
     assert image_path("pyproject.toml") == f"{target}/pyproject.toml"
     assert image_path(PYPROJECT["project"]["readme"]) == f"{target}/{PYPROJECT['project']['readme']}"
-    for package in {p.split(".")[0] for p in PYPROJECT["tool"]["setuptools"]["packages"]}:
+    for package in {pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}:
         assert image_path(package) == f"{target}/{package}"
     assert "mlbot" in PYPROJECT["project"]["scripts"]
 
@@ -317,7 +317,7 @@ def test_compose_starts_the_bot_once_postgres_is_ready():
 
 def test_bot_state_survives_a_restart_with_postgres(monkeypatch):
     """With MLBOT_DB a URL, the bot's small state files still go to the /data volume compose mounts."""
-    from adapters.runner import state_dir
+    from mlbot.runner import state_dir
 
     env = {**image_env(), **environment(compose()["services"]["bot"])}
     monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])  # platformdirs reads the process environment

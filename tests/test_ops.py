@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters import runner
+from mlbot import runner
 from adapters.ops import JsonFormatter, PrometheusObserver, ops_app, use_json_logs
 from adapters.slack_app import make_client
 from adapters.supervisor import ServiceStatus, State, Supervisor

@@ -13,9 +13,9 @@ import socket
 import aiohttp
 import pytest
 
-from adapters import runner
+from mlbot import runner
 from adapters.ops import PrometheusObserver
-from adapters.runner import run_platforms
+from mlbot.runner import run_platforms
 from adapters.supervisor import ServiceStatus, State, Supervisor
 from bot.core import Core
 from bot.settings import Settings
