@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # summaries, and a module is imported only when its command is on the command line (see
 # `_parse`). The flag: whether the command takes the common options.
 LAZY_COMMANDS = {
-    "nudges": ("bot.nudges_cli", "weekly nudges by hand: preview, due, run --once", True),
+    "nudges": ("mlbot.nudges_cli", "weekly nudges by hand: preview, due, run --once", True),
     "db": ("mlbot.db_cli", "the database: check its pages, back it up", True),
     "data": ("mlbot.data_cli", "a member's data: export it as JSON, or delete it (requests by e-mail)", False),
 }
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if args.command == "nudges":
-            from bot import nudges_cli
+            from mlbot import nudges_cli
 
             return asyncio.run(nudges_cli.run(content, settings.db, args))
         if args.command == "ask":
