@@ -65,7 +65,6 @@ class Store(NudgeQueries):
     `_write` (one transaction: all of `work` lands, or none), `_read` and `_read_dicts`."""
 
     path: str
-    dialect: str  # "sqlite" or "postgresql", for the rare statement that differs
     read_only = False  # the database refuses writes: answer from it, record no usage
 
     async def open(self, *, migrate: bool = True, check: bool = False) -> None:

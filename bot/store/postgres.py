@@ -88,7 +88,6 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
 
 
 class PostgresStore(Store):
-    dialect = "postgresql"
     _skip_locked = " FOR UPDATE OF s SKIP LOCKED"
 
     def __init__(self, url: str):

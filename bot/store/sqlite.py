@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 class SqliteStore(Store):
     """The store in one SQLite file (or `:memory:`)."""
 
-    dialect = "sqlite"
-
     def __init__(self, path: str):
         self.path = path
         self._db: Tx | None = None
