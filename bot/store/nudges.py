@@ -10,10 +10,19 @@ Exactly once, with several schedulers on one database:
 2. The holder sends, then marks the row `sent` or `failed` (conditional on still holding
    it) and moves `next_due_at` on (conditional on it being unchanged, so a member's
    `nudge on friday` meanwhile wins). A release deletes the claim: the next run retries.
-3. A claim still 'claimed' after `STALE_CLAIM` was left by a scheduler that died between
-   claim and send; a conditional UPDATE on (holder, claimed_at) lets exactly one taker win.
-4. Leases (`lease_due`) only save work: replicas take disjoint pages of due members; the
-   claim still decides who sends.
+3. A claim still 'claimed' after `STALE_CLAIM` (10 min) was left by a scheduler that died
+   between claim and send; a conditional UPDATE on (holder, claimed_at) lets exactly one
+   taker win. A live holder can't be overtaken: it starts a send only within
+   `HOLD_LIMIT` (5 min) of its claim and each send is cut at `SEND_TIMEOUT` (60 s).
+   (Assumes scheduler clocks agree within a few minutes and a process is not frozen for
+   minutes mid-send.)
+4. What cannot be resolved, and which way it falls: a crash after the platform accepted
+   the message but before the `sent` mark commits is taken over and sent again (at
+   least once in that window); a send that timed out is marked `failed`, not retried
+   (at most once).
+5. Leases (`lease_due`) only save work: replicas take disjoint pages of due members; the
+   claim still decides who sends. A scheduler killed outright keeps its leases for
+   `LEASE`; runs meanwhile count those members as held (`leased_elsewhere`).
 
 A page is claimed, and finished, in a few statements whatever its size (`claim_page`,
 `finish_page`); members whose week is not simply free take the one-by-one path.
