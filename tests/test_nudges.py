@@ -685,3 +685,32 @@ async def test_member_is_told_of_closed_dms_whatever_they_say_next(env):
     first = await say(core, "salary senior")
     assert "couldn't deliver your weekly study nudge" in first.footer and "$220,000" in render_text(first)
     assert "couldn't deliver" not in (await say(core, "salary senior")).footer
+
+
+async def test_a_scheduler_sends_a_page_in_a_few_transactions_not_a_few_per_member(env):
+    """Claims, progress reads and marks of the members in flight together go to the store
+    together: 40 due members, 20 at a time, cost a handful of writes and reads."""
+    core, time, _ = env
+    for n in range(40):
+        await nudges.subscribe(core.store, f"console:u{n}", 0, dt.time(9), "Europe/Berlin", WED)
+    writes = reads = 0
+    write, read = core.store._write, core.store._read
+
+    async def counted_write(work):
+        nonlocal writes
+        writes += 1
+        return await write(work)
+
+    async def counted_read(sql, params=()):
+        nonlocal reads
+        reads += 1
+        return await read(sql, params)
+
+    core.store._write, core.store._read = counted_write, counted_read
+    sender = FakeSender()
+    time.now = DUE
+    scheduler = nudges.Scheduler(core.store, CONTENT, {"console": sender}, time.clock, nudges.RateLimiter({"console": None}),
+                                 concurrency=20, scheduler_id="one")
+    summary = await scheduler.run_once(DUE)
+    assert summary.sent == 40 and len(set(sender.calls)) == 40
+    assert writes <= 10 and reads <= 6, (writes, reads)  # one by one: 2 writes and 4 reads per member
