@@ -22,7 +22,6 @@ from bot.content import Content, ContentError, Problem, load_content
 from bot.errors import UserError
 from bot.handlers import build_registry, clarify, fallback, smalltalk
 from bot.messages import Message
-from bot.nudges import pending_notice
 from bot.observe import Observer
 from bot.replies import Reply
 from bot.request import Clock, Request
@@ -125,7 +124,7 @@ class Core:
     async def _with_notice(self, message: Message, reply: Reply) -> Reply:
         """Tell the member, once, about something that happened while they were away
         (a weekly nudge that could not reach them)."""
-        notice = await pending_notice(self.store, message.member_key)
+        notice = await self.store.take_notice(message.member_key)
         if notice is None:
             return reply
         return dataclasses.replace(reply, footer=f"{reply.footer}\n\n{notice}".strip())
