@@ -21,6 +21,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE, ADAPTERS, COMPOSITION_ROOT = "bot", "adapters", "mlbot"
 MAX_LINES = 600
+# The core's layers, bottom up (docs/architecture.md). A module imports (at run time)
+# only from its own layer or below; a package's entry covers its submodules. A new
+# module of bot/ gets a line here, which is where its place in the design is decided.
+LAYERS = {
+    # basics: types and pure functions every layer may use
+    "bot.errors": 0, "bot.messages": 0, "bot.replies": 0, "bot.commands": 0, "bot.request": 0, "bot.apology": 0,
+    "bot.delivery": 0, "bot.observe": 0, "bot.settings": 0, "bot.text": 0, "bot.schema": 0, "bot.suggest": 0,
+    "bot.srs": 0, "bot.streaks": 0, "bot.nudge_schedule": 0, "bot.rate_limit": 0,
+    # the store: every SQL statement, both backends
+    "bot.store": 1,
+    # content and understanding it
+    "bot.content_types": 2, "bot.content": 2, "bot.charts": 2, "bot.understanding": 2, "bot.router": 2,
+    # features the handlers and the nudge scheduler share
+    "bot.progress_state": 3, "bot.nudge_message": 3, "bot.scheduler": 3, "bot.nudges": 3,
+    # the commands
+    "bot.handlers": 4,
+    # routing a message to a command: the core
+    "bot.core": 5,
+    "bot": 0,
+}
 # Statements, not words: "select a course from the list" is English, not SQL.
 SQL = re.compile(r"\b(SELECT\b[\s\S]+\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|(UNIQUE\s+)?INDEX)|ALTER\s+TABLE|DROP\s+TABLE|PRAGMA\s+\w+|BEGIN\s+IMMEDIATE)\b")
 
@@ -143,6 +163,32 @@ def test_the_core_imports_no_adapter_and_not_the_composition_root(module: str) -
     path = _modules(CORE)[module]
     wrong = [f"{path.relative_to(ROOT)}:{imp.line} imports {imp.module}" for imp in imports(module, path) if imp.module.split(".")[0] in (ADAPTERS, COMPOSITION_ROOT)]
     assert not wrong, "\n".join(wrong)
+
+
+def _placed(module: str) -> str:
+    """The LAYERS entry for a module: itself, or its top package in bot/."""
+    return ".".join(module.split(".")[:2])
+
+
+def _layer(module: str) -> int:
+    return LAYERS[_placed(module)]
+
+
+def test_every_core_module_has_a_layer() -> None:
+    unplaced = sorted({_placed(m) for m in _modules(CORE)} - set(LAYERS))
+    assert not unplaced, f"give these a layer in LAYERS (and docs/architecture.md): {unplaced}"
+
+
+def test_the_core_imports_downwards() -> None:
+    """The store imports no content, feature, handler or core; handlers never import the
+    core; and so on up the layers."""
+    wrong = [
+        f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
+        for module, targets in _core_graph().items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_no_import_cycle_in_the_core() -> None:
