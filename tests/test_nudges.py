@@ -98,10 +98,7 @@ async def run(core: Core, time: FakeTime, sender: FakeSender, at: dt.datetime, *
 
 
 async def sends(core: Core, user: str = "alice") -> list[tuple]:
-    return await core.store._read(
-        "SELECT s.iso_week, s.status, s.claimed_by, s.error FROM sends s JOIN members m ON m.id = s.member_id "
-        "WHERE m.user_id = ? ORDER BY s.iso_week", (user,)
-    )
+    return [(r.iso_week, r.status, r.claimed_by, r.error) for r in await core.store.sends(f"console:{user}")]
 
 
 # --- the schedule -----------------------------------------------------------------------
@@ -268,9 +265,9 @@ async def test_a_scheduler_stopped_mid_batch_marks_what_it_sent_and_lets_go_of_t
         await stopped
     first = [user for user, _ in sender.sent]
     assert len(first) >= 2
-    rows = await core.store._read("SELECT m.user_id, s.status, s.claimed_by FROM sends s JOIN members m ON m.id = s.member_id")
+    rows = [(r.member.split(":")[1], r.status, r.claimed_by) for r in await core.store.sends()]
     assert sorted(rows) == sorted((user, "sent", "A") for user in first)
-    assert await core.store._read("SELECT COUNT(*) FROM subscriptions WHERE lease_by IS NOT NULL") == [(0,)]
+    assert await core.store.leases() == {}
     rest = await run(core, time, sender, DUE + dt.timedelta(minutes=1), scheduler_id="B")
     assert (rest.sent, rest.held) == (len(members) - len(first), 0)
     await run(core, time, sender, DUE + nudges.STALE_CLAIM + dt.timedelta(minutes=1), scheduler_id="C")
@@ -329,8 +326,8 @@ async def test_sigterm_stops_run_once_with_its_leases_and_claims_released(env, t
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in stderr, stderr
-    assert await core.store._read("SELECT COUNT(*) FROM subscriptions WHERE lease_by IS NOT NULL") == [(0,)]
-    statuses = dict(await core.store._read("SELECT m.user_id, s.status FROM sends s JOIN members m ON m.id = s.member_id"))
+    assert await core.store.leases() == {}
+    statuses = {r.member.split(":")[1]: r.status for r in await core.store.sends()}
     assert statuses.get("bob") == "failed" and "claimed" not in statuses.values()  # bob's DM may have gone out: not sent twice
 
 
@@ -353,8 +350,7 @@ async def test_two_scheduler_processes_never_send_the_same_nudge_twice(env, tmp_
     delivered = out.read_text().split()
     assert sorted(delivered) == members  # every member once, nobody twice
     assert sum(r[0] for r in results) == 40 and sum(r[1] for r in results) == 0
-    rows = await core.store._read("SELECT status, COUNT(*), COUNT(DISTINCT claimed_by) FROM sends GROUP BY status")
-    assert rows[0][:2] == ("sent", 40)
+    assert [r.status for r in await core.store.sends()] == ["sent"] * 40
 
 
 @pytest.mark.parametrize(
@@ -643,8 +639,7 @@ async def test_forget_me_and_mydata_cover_nudges(env):
     data = await core.store.export("console:alice")
     assert len(data["subscriptions"]) == 1 and len(data["sends"]) == 1
     await core.store.forget("console:alice")
-    assert await core.store._read("SELECT COUNT(*) FROM subscriptions") == [(0,)]
-    assert await core.store._read("SELECT COUNT(*) FROM sends") == [(0,)]
+    assert await nudges.get_subscription(core.store, "console:alice") is None and await core.store.sends() == []
 
 
 # --- operators' CLI ---------------------------------------------------------------------------

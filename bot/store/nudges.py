@@ -118,6 +118,19 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class SendRecord:
+    """One (member, ISO week) row of `sends`: claimed, sent, failed or skipped."""
+
+    member: str
+    iso_week: str
+    status: str
+    claimed_by: str | None
+    due_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProgressRows:
     """What a nudge says about a member, as stored: done items (kind -> item -> when),
     when each practice card is due, the member's timezone, and when they studied."""
@@ -345,6 +358,27 @@ class NudgeQueries:
             await db.execute("UPDATE subscriptions SET lease_by = NULL, lease_until = NULL WHERE lease_by = ?", (me,))
 
         await self._write(work)
+
+    async def sends(self, member: str | None = None) -> list[SendRecord]:
+        """The recorded weeks of one member, or of everyone (by member, then week)."""
+        sql = ("SELECT m.platform, m.user_id, s.iso_week, s.status, s.claimed_by, s.due_at, s.finished_at, s.error "
+               "FROM sends s JOIN members m ON m.id = s.member_id")
+        params: tuple = ()
+        if member is not None:
+            sql += " WHERE m.platform = ? AND m.user_id = ?"
+            params = split_member(member)
+        rows = await self._read(sql + " ORDER BY m.platform, m.user_id, s.iso_week", params)
+        return [
+            SendRecord(f"{platform}:{user}", week, status, holder, parse_time(due), parse_time(done) if done else None, error)
+            for platform, user, week, status, holder, due, done, error in rows
+        ]
+
+    async def leases(self) -> dict[str, str]:
+        """Members whose subscription a scheduler holds a lease on, and which scheduler."""
+        rows = await self._read(
+            "SELECT m.platform, m.user_id, s.lease_by FROM subscriptions s JOIN members m ON m.id = s.member_id WHERE s.lease_by IS NOT NULL"
+        )
+        return {f"{platform}:{user}": holder for platform, user, holder in rows}
 
     async def progress_rows(self, member_ids: Sequence[int]) -> list[ProgressRows]:
         """`ProgressRows` of each member (in order), in one statement for them all."""
