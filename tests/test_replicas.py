@@ -41,7 +41,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from bot.content import load_content
     from bot.delivery import Delivery
-    from bot.store import open_store, parse_time
+    from bot.store import open_store
     from bot import nudges
 
     db, start, steps, step_minutes, name, out, sync, block_after, peers, concurrency = sys.argv[1:]
@@ -87,8 +87,8 @@ WORKER = textwrap.dedent(
     async def main():
         content = load_content()
         async with open_store(db) as store:
-            rows = await store._read("SELECT m.user_id, s.next_due_at, s.timezone FROM subscriptions s JOIN members m ON m.id = s.member_id")
-            sender = Sender({{user: nudges.week_key(parse_time(due), tz) for user, due, tz in rows}})
+            due = await store.due_nudges(start + dt.timedelta(weeks=1))
+            sender = Sender({{n.user_id: nudges.week_key(n.due, n.schedule.timezone) for n in due}})
             limiter = nudges.RateLimiter({{"console": None}})
             open(os.path.join(sync, "ready-" + name), "w").close()
             while not os.path.exists(os.path.join(sync, "go")):  # start together
@@ -182,9 +182,8 @@ def delivered(sync: Path, names: list[str]) -> Counter:
 
 
 async def sends_by_member(store: Store) -> dict[str, tuple]:
-    rows = await store._read(
-        "SELECT m.user_id, s.iso_week, s.status, s.claimed_by, s.due_at, s.finished_at FROM sends s JOIN members m ON m.id = s.member_id"
-    )
+    rows = [(r.member.split(":")[1], r.iso_week, r.status, r.claimed_by, iso(r.due_at), iso(r.finished_at) if r.finished_at else None)
+            for r in await store.sends()]
     assert len(rows) == len({r[0] for r in rows})  # UNIQUE (member_id, iso_week) and one week per member
     return {r[0]: r[1:] for r in rows}
 
@@ -219,8 +218,7 @@ async def test_three_replicas_send_a_week_of_5000_members_exactly_once(postgres_
         assert all(r[0] > 0 for r in results)  # the work was really shared
         assert_exactly_once(expected, delivered(tmp_path, names), await sends_by_member(store))
         assert {row[2] for row in (await sends_by_member(store)).values()} == set(names)
-        later = await store._read("SELECT MIN(next_due_at) FROM subscriptions")
-        assert parse_time(later[0][0]) > START + STEPS * STEP  # every schedule moved on to next week
+        assert await store.due_nudges(START + STEPS * STEP) == []  # every schedule moved on to next week
 
 
 async def test_a_replica_killed_mid_batch_leaves_claims_the_others_resolve_exactly_once(postgres_url, tmp_path):
@@ -253,15 +251,13 @@ async def test_a_replica_killed_mid_batch_leaves_claims_the_others_resolve_exact
             """Blocked with claims held, and every DM it sent already marked sent."""
             if not (tmp_path / "blocked-killed").exists():
                 return False
-            marked = await store._read("SELECT COUNT(*) FROM sends WHERE claimed_by = 'killed' AND status = 'sent'")
-            return marked[0][0] == len(out.read_text().splitlines())
+            marked = [r for r in await store.sends() if r.claimed_by == "killed" and r.status == "sent"]
+            return len(marked) == len(out.read_text().splitlines())
 
         await wait_for(quiet, procs, "the replica to block")
         os.kill(procs[0].pid, signal.SIGKILL)
         assert await asyncio.to_thread(procs[0].wait, 30) == -signal.SIGKILL
-        held = {r[0] for r in await store._read(
-            "SELECT m.user_id FROM sends s JOIN members m ON m.id = s.member_id WHERE s.claimed_by = 'killed' AND s.status = 'claimed'"
-        )}
+        held = {r.member.split(":")[1] for r in await store.sends() if r.claimed_by == "killed" and r.status == "claimed"}
         # Only now may the others move on (and, past the stale limit, take those claims over).
         (tmp_path / "dead-killed").write_text("")  # the barrier stops waiting for it
         blocked_on = set((tmp_path / "blocked-killed").read_text().split())
