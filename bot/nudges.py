@@ -53,7 +53,7 @@ from bot.observe import Observer
 from bot.rate_limit import RateLimited, RateLimiter, Sleep
 from bot.scheduler import DEFAULT_CONCURRENCY, SERVE_INTERVAL, Clock, Scheduler, Summary, sender_registry, serve_on_own_connection
 from bot.store import Store
-from bot.store.nudges import DueNudge, Subscription
+from bot.store.nudge_rows import DueNudge, Subscription
 
 __all__ = [
     "DEFAULT_GRACE", "DEFAULT_TIME", "DEFAULT_WEEKDAY", "FAILURES_BEFORE_PAUSE", "STALE_CLAIM", "WEEKDAYS", "DueNudge",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.content import Content
-from bot.store.nudges import ProgressRows
+from bot.store.nudge_rows import ProgressRows
 from bot.streaks import weekly_streak
 
 if TYPE_CHECKING:

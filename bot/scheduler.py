@@ -39,7 +39,7 @@ from bot.progress_state import MemberProgress, progress_of
 from bot.rate_limit import RateLimiter, Sleep, retry_after_of
 from bot.replies import Reply
 from bot.store import Store, open_store
-from bot.store.nudges import Claim, ClaimOutcome, DueNudge, Finish, SendOutcome
+from bot.store.nudge_rows import Claim, ClaimOutcome, DueNudge, Finish, SendOutcome
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import datetime as dt
 from bot.nudge_message import dms_closed_notice
 from bot.nudge_schedule import FAILURES_BEFORE_PAUSE, LEASE, STALE_CLAIM, Schedule, next_send_after
 from bot.store import open_store
-from bot.store.nudges import ClaimOutcome, Finish, SendOutcome
+from bot.store.nudge_rows import ClaimOutcome, Finish, SendOutcome
 
 SUBSCRIBED = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.timezone.utc)  # a Wednesday
 BERLIN_MONDAY_9 = Schedule(0, dt.time(9, 0), "Europe/Berlin")
