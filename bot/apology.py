@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from bot.errors import StoreError
 from bot.replies import Reply
 
 
@@ -24,3 +25,11 @@ def apology(error_id: str) -> Reply:
         ephemeral=True,
         command="error",
     )
+
+
+def store_trouble(log: logging.Logger, error: StoreError) -> Reply:
+    """A database failure: one log line with the operator's detail under a new error id; the
+    member reads a sentence without paths or exception text, and the id."""
+    error_id = uuid.uuid4().hex[:8]
+    log.warning("error %s: %s", error_id, error)
+    return Reply(text=f"{error.member} If it keeps happening, tell an admin the error id {error_id}.", ephemeral=True, command="error")

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from bot.apology import apology, logged_error
+from bot.apology import apology, logged_error, store_trouble
 from bot.commands import Choice, CommandSpec, Param, Registry
 from bot.content import Content, ContentError, Problem, load_content
-from bot.errors import UserError
+from bot.errors import StoreError, UserError
 from bot.handlers import build_registry, clarify, fallback, smalltalk
 from bot.messages import Message
 from bot.observe import Observer
@@ -72,6 +72,8 @@ class Core:
         self._idle.clear()
         try:
             reply = await self._handle(message)
+        except StoreError as exc:
+            reply = store_trouble(log, exc)
         except UserError as exc:
             reply = Reply(text=str(exc), ephemeral=True, command="error")
         except Exception:

@@ -308,9 +308,10 @@ async def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Pat
     async with open_store(str(tmp_path / "full.sqlite3")) as store:
         pages = (await store._read("PRAGMA page_count"))[0][0]
         await store._read(f"PRAGMA max_page_count = {pages + 2}")
-        with pytest.raises(StoreError, match=r"full.sqlite3 could not be written: its disk is full"):
+        with pytest.raises(StoreError, match=r"full.sqlite3 could not be written: its disk is full") as refused:
             for n in range(100):
                 await store.mark_done(f"console:u{n}", "course", "c" * 3000, T0)
+        assert refused.value.member == "I couldn't save that right now; nothing was changed."  # what a member reads
         failures = [r for r in caplog.records if r.name.startswith("bot.store")]
         assert len(failures) == 1 and "database or disk is full" in failures[0].getMessage()
         await store._read("PRAGMA max_page_count = 1000000")  # space again: the connection is not stuck in a transaction
@@ -323,7 +324,7 @@ async def _seeded(path: Path) -> None:
         await store.mark_done("console:ro", "step", "python-fundamentals", T0)
 
 
-async def _answers_reads_and_refuses_writes(target: str, content) -> None:
+async def _answers_reads_and_refuses_writes(target: str, content, caplog: pytest.LogCaptureFixture) -> None:
     """`progress` and `salary` answer; a write fails with a StoreError that is one sentence,
     which the member reads as the reply."""
     from bot.core import Core
@@ -338,13 +339,16 @@ async def _answers_reads_and_refuses_writes(target: str, content) -> None:
         with pytest.raises(StoreError, match=r"^Nothing can be saved right now: the database .* is read-only \(reading still works\)\. [^.]*\.$"):
             await store.mark_done("console:ro", "step", "statistics", T0)
         refused = await core.handle(Message("console", "ro", "done statistics"))
-        assert refused.command == "error" and "is read-only" in refused.text
+        assert refused.command == "error" and "reading still works" in refused.text and "error id" in refused.text
+        assert str(store.path) not in refused.text  # the path is the operator's: one log line under the id
+        error_id = refused.text.rsplit(" ", 1)[-1].rstrip(".")
+        assert [r for r in caplog.records if error_id in r.getMessage() and "is read-only" in r.getMessage()]
 
 
-async def test_a_database_opened_read_only_answers_reads(tmp_path: Path, content) -> None:
+async def test_a_database_opened_read_only_answers_reads(tmp_path: Path, content, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "ro.sqlite3"
     await _seeded(path)
-    await _answers_reads_and_refuses_writes(f"file:{path}?mode=ro", content)
+    await _answers_reads_and_refuses_writes(f"file:{path}?mode=ro", content, caplog)
     with sqlite3.connect(path) as db:  # nothing was written, not even usage counts
         assert db.execute("SELECT COUNT(*) FROM command_log").fetchone()[0] == 0
 
@@ -371,7 +375,8 @@ async def test_a_chmod_444_file_answers_reads_and_refuses_writes(tmp_path: Path)
     assert "[x] Python fundamentals" in ask("progress").stdout
     assert "$180,000" in ask("salary senior").stdout
     refused = ask("done statistics")
-    assert refused.stdout.startswith("Nothing can be saved right now") and "Traceback" not in refused.stderr
+    assert refused.stdout.startswith("I can't save anything right now (reading still works)") and "Traceback" not in refused.stderr
+    assert str(path) not in refused.stdout and "is read-only" in refused.stderr  # the detail is the log's
     path.chmod(0o644)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT item_id FROM progress").fetchall() == [("python-fundamentals",)]

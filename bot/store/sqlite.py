@@ -64,7 +64,7 @@ class SqliteStore(Store):
         except BaseException as exc:
             await self.close()
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(self._explain(exc)) from None
+                raise self._error(exc) from None
             raise
 
     def _prepare_location(self) -> None:
@@ -74,7 +74,7 @@ class SqliteStore(Store):
             is_dir = path.is_dir()
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(self._explain(exc)) from None
+            raise self._error(exc) from None
         if is_dir:
             raise StoreError(f"{self.path} is a directory, not a database file. Point MLBOT_DB or --db at a file, e.g. {path / 'mlbot.sqlite3'}.")
 
@@ -127,6 +127,10 @@ class SqliteStore(Store):
             db, self._db = self._db, None
             await db.close()
 
+    def _error(self, exc: BaseException) -> StoreError:
+        full = "full" in str(exc).lower()
+        return StoreError(self._explain(exc), member="I couldn't save that right now; nothing was changed.") if full else StoreError(self._explain(exc))
+
     def _explain(self, exc: BaseException) -> str:
         text = str(exc).lower()
         if "not a database" in text or "malformed" in text:
@@ -174,13 +178,14 @@ class SqliteStore(Store):
         if self.read_only:
             raise StoreError(
                 f"Nothing can be saved right now: the database {self.path} is read-only (reading still works). "
-                "Make it writable, or point MLBOT_DB or --db at a writable copy."
+                "Make it writable, or point MLBOT_DB or --db at a writable copy.",
+                member="I can't save anything right now (reading still works), so nothing was changed.",
             )
         async with self._lock:
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(self._explain(exc)) from None
+                raise self._error(exc) from None
             try:
                 result = await work(db)
                 await db.execute("COMMIT")
@@ -188,7 +193,7 @@ class SqliteStore(Store):
             except sqlite3.Error as exc:
                 await self._rollback()
                 log.error("A write to the database %s failed: %s", self.path, exc)
-                raise StoreError(self._explain(exc)) from None
+                raise self._error(exc) from None
             except BaseException:
                 await self._rollback()
                 raise
@@ -243,7 +248,7 @@ class SqliteStore(Store):
             async with self._lock:
                 return list(await self._conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise StoreError(self._explain(exc)) from None
+            raise self._error(exc) from None
 
     async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         try:
@@ -252,4 +257,4 @@ class SqliteStore(Store):
                 columns = [c[0] for c in cursor.description]
                 return [dict(zip(columns, row)) for row in await cursor.fetchall()]
         except sqlite3.Error as exc:
-            raise StoreError(self._explain(exc)) from None
+            raise self._error(exc) from None
