@@ -181,11 +181,14 @@ class Scheduler:
             tick += 1
             try:
                 summary = await self.run_once(self.clock())
-                if summary.sent or summary.failed or summary.skipped:
-                    log.info("nudges: %s", summary.line())
             except StoreError:
                 log.exception("the nudge scheduler could not use the database; trying again in %g s", interval)
-            await sleep(await self.seconds_until_next(self.clock(), interval))
+                await sleep(interval)
+                continue
+            delay = await self.seconds_until_next(self.clock(), interval)
+            # Each wake says what it did and when the next is, so a quiet scheduler is visibly alive.
+            log.info("nudges: %s; next check in %.0f s", summary.line(), delay)
+            await sleep(delay)
 
     async def seconds_until_next(self, now: dt.datetime, interval: float = SERVE_INTERVAL) -> float:
         """How long `serve` sleeps: until the next future due time, at most `interval`

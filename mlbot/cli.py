@@ -51,7 +51,7 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
     common.add_argument("--db", default=default(None), help="SQLite file (default: $MLBOT_DB, else the user data directory)")
     common.add_argument("--user", type=_member_name, default=default("console"), help="who is talking, e.g. alice (default: console)")
     common.add_argument("--admin", action="store_true", default=default(False), help="act as an admin (unanswered, stats, reload)")
-    common.add_argument("--content", type=Path, default=default(None), help="content directory (default: $MLBOT_CONTENT, else ./content)")
+    common.add_argument("--content", type=Path, default=default(None), help="content directory (default: $MLBOT_CONTENT, else the content/ folder shipped with the bot)")
     return common
 
 
@@ -278,7 +278,7 @@ def _reconfigure(stream: TextIO, **options: str) -> None:
 
 async def _run(content, settings: Settings, content_dir: Path | None) -> int:
     if not settings.platforms:
-        print("No platform credentials are set, so there is nothing to run:", file=sys.stderr)
+        print("No platform has all the credentials it needs, so there is nothing to run:", file=sys.stderr)
         for line in settings.missing_credentials():
             print(f"- {line}", file=sys.stderr)
         print("Try the bot without any: `mlbot chat` (or `mlbot ask \"salary senior\"`).", file=sys.stderr)

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import signal
 import sys
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
@@ -126,6 +127,7 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
     with _sigterm_cancels() as terminated:
         try:
             if not args.once:
+                logging.getLogger("bot.scheduler").setLevel(logging.INFO)  # one line a wake: sent, and when the next check is
                 await nudges.serve(store, core.content, registry, core.clock, grace=grace)
                 return 0
             at = args.at or core.clock()

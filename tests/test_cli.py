@@ -289,3 +289,14 @@ def test_plain_install_is_the_console_and_sqlite_without_platform_libraries(tmp_
     assert ask.stdout.encode() == mlbot(tmp_path, "ask", "help", MLBOT_DB=str(tmp_path / "checkout.sqlite3")).stdout  # what the checkout answers
     run = subprocess.run([str(venv / "bin" / "mlbot"), "run"], capture_output=True, text=True, env={**env, "DISCORD_TOKEN": "t"}, cwd=tmp_path, timeout=120)
     assert run.returncode == 1 and "pip install 'mlbot[discord]'" in run.stderr, run.stderr
+
+
+def test_run_with_half_a_platform_says_what_is_missing_not_that_nothing_is_set(tmp_path: Path) -> None:
+    run = mlbot(tmp_path, "run", SLACK_BOT_TOKEN="xoxb-test")
+    assert run.returncode == 2
+    assert b"No platform credentials are set" not in run.stderr
+    assert b"SLACK_BOT_TOKEN is set; also set SLACK_APP_TOKEN" in run.stderr
+
+
+def test_help_names_the_real_default_content_directory(tmp_path: Path) -> None:
+    assert "the content/ folder shipped with the bot" in " ".join(mlbot(tmp_path, "--help").stdout.decode().split())

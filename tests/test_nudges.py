@@ -565,6 +565,17 @@ async def test_serve_sleeps_until_the_next_due_time_never_busy_polls(env):
     assert len(sender.sent) == 1
 
 
+async def test_each_wake_logs_what_it_sent_and_when_the_next_check_is(env, caplog):
+    """`mlbot nudges run` is never silent for minutes: one line a wake."""
+    core, time, _ = env
+    time.now = DUE - dt.timedelta(seconds=30)
+    await say(core, "nudge on monday 9am Europe/Berlin")
+    caplog.set_level("INFO", logger="bot.scheduler")
+    await nudges.serve(core.store, core.content, [FakeSender()], time.clock, time.sleep, limiter=limiter(time), ticks=2, interval=60)
+    wakes = [r.getMessage() for r in caplog.records if "next check in" in r.getMessage()]
+    assert wakes == ["nudges: sent 0, failed 0, skipped 0; next check in 30 s", "nudges: sent 1, failed 0, skipped 0; next check in 60 s"]
+
+
 # --- the command ----------------------------------------------------------------------------
 
 
