@@ -237,3 +237,22 @@ async def test_console_chat_draws_the_chart_as_text_bars(content) -> None:
     await chat(Core(content), "c", stdin=io.StringIO("salary senior\n"), stdout=out)
     answer, chart = out.getvalue().split("Senior salaries: United States (chart)")
     assert "$180,000" in answer and "█" in chart and "Sources:" in chart
+
+
+async def test_wording_found_in_review(ask) -> None:
+    """Issue 12's wording items, each as the member reads it."""
+    path = await ask("path")
+    assert "- Step 1, Python fundamentals:" in path and "- 1." not in path
+    resources = await ask("resources")
+    assert "Online courses: Coursera, Udemy and fast.ai." in resources and "Online course platforms" not in resources
+    compare = await ask("compare mle ds")
+    assert compare.count("Core focus:") == 1 and compare.count("(ML engineer vs data scientist vs data engineer)") == 0
+    nudge = await ask("nudge on monday 9am Europe/Berlin")
+    assert "every Monday at 09:00 (Europe/Berlin)." in nudge and "the timezone you gave" not in nudge
+
+
+async def test_next_says_courses_when_a_step_has_several(ask) -> None:
+    await ask("done python fundamentals")
+    await ask("done statistics and linear algebra")
+    text = await ask("next")  # Core ML algorithms: five courses serve it
+    assert "Courses for it:" in text and "A course for it" not in text
