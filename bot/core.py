@@ -1,7 +1,9 @@
 """The platform-neutral core: a `Message` in, a `Reply` out.
 
-`Core.handle` routes the message, checks permissions, runs the command's handler and
-turns any unexpected exception into a short apology with an error id (the traceback
+`Core.handle` reads the member's context once (`Store.member_context`: the question the
+bot asked them, a notice waiting), routes the message once, checks permissions, records
+the message in one write (`Store.record_message`: usage, the miss log, the question
+dropped) and runs the command's handler. It turns any unexpected exception into a short apology with an error id (the traceback
 goes to the log under that id). Adapters call nothing else, except `complete` for
 autocomplete and `reload` for the admin content reload.
 """
@@ -14,7 +16,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from bot.apology import apology, logged_error, store_trouble
 from bot.commands import Choice, CommandSpec, Param, Registry
@@ -26,10 +28,8 @@ from bot.observe import Observer
 from bot.replies import Reply
 from bot.request import Clock, Request
 from bot.router import CLARIFY, FALLBACK, SMALLTALK, Route, Router
+from bot.store import MemberContext, MessageRecord, Store
 from bot.suggest import closest, did_you_mean, ranked
-
-if TYPE_CHECKING:
-    from bot.store import Store
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord's autocomplete limit; Slack's external selects allow more
@@ -39,12 +39,19 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _conversation_record(message: Message, route: Route, clear_pending: bool) -> MessageRecord:
+    """Clarify and fallback go to the miss log (for the admins' `unanswered`); small talk leaves nothing."""
+    if route.command == SMALLTALK:
+        return MessageRecord(clear_pending=clear_pending)
+    return MessageRecord(unanswered=message.text, outcome=route.command, near=tuple(route.choices), clear_pending=clear_pending)
+
+
 class Core:
     def __init__(
         self,
         content: Content,
         *,
-        store: "Store | None" = None,
+        store: Store | None = None,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         registry: Registry | None = None,
@@ -94,42 +101,66 @@ class Core:
             return False
 
     async def _handle(self, message: Message) -> Reply:
-        if message.command is not None:
-            spec = self.registry.get(message.command)
-            if spec is None:
-                raise UserError("Unknown command. Say `help` to see what I can do.")
-            route = Route(spec.name, self._checked_args(spec, message.args))
-        else:
-            route = await self._pending_route(message) or self.router.route(message.text)
+        """One read of the member's context, one routing, one write, the handler; a second
+        write only to take a notice the context showed waiting."""
+        context = await self.store.member_context(message.member_key) if self.store is not None else MemberContext()
+        route, clear_pending = self._route(message, context)
         if route.command in (FALLBACK, CLARIFY, SMALLTALK):
-            if route.command == SMALLTALK:
-                return smalltalk(self, route)
-            reply = clarify(self, route) if route.command == CLARIFY else fallback(self, route, message.text)
-            if self.store is not None and message.text.strip():
-                await self.store.record_unanswered(message.text, self.clock(), member=message.member_key, outcome=route.command, near=route.choices)
-            return reply
+            await self._record(message, context, _conversation_record(message, route, clear_pending))
+            return self._converse(message, route)
         spec = self.registry.get(route.command)
         assert spec is not None
         if spec.admin and not message.is_admin:
+            await self._record(message, context, MessageRecord(clear_pending=clear_pending))
             return Reply(text=f"`{spec.name}` is for admins only.", ephemeral=True, command=spec.name)
-        if self.store is not None:  # before the handler, so `forget me` erases this row too
-            await self.store.record_command(message.member_key, spec.name, self.clock())
+        # before the handler, so `forget me` erases this row too and `mydata` lists it
+        await self._record(message, context, MessageRecord(command=spec.name, clear_pending=clear_pending))
         reply = await spec.handler(Request(message, route, dict(route.args), self))
         if spec.personal and not reply.ephemeral:
             reply = dataclasses.replace(reply, ephemeral=True)
         if not reply.command:
             reply = dataclasses.replace(reply, command=spec.name)
-        if self.store is not None:
-            reply = await self._with_notice(message, reply)
-        return reply
-
-    async def _with_notice(self, message: Message, reply: Reply) -> Reply:
-        """Tell the member, once, about something that happened while they were away
-        (a weekly nudge that could not reach them)."""
-        notice = await self.store.take_notice(message.member_key)
-        if notice is None:
+        if context.notice is None:
             return reply
-        return dataclasses.replace(reply, footer=f"{reply.footer}\n\n{notice}".strip())
+        # a weekly nudge could not reach the member: tell them once (unless the handler did)
+        notice = await self._record(message, context, MessageRecord(take_notice=True))
+        return dataclasses.replace(reply, footer=f"{reply.footer}\n\n{notice}".strip()) if notice else reply
+
+    async def _record(self, message: Message, context: MemberContext, record: MessageRecord) -> str | None:
+        """Write what the message leaves behind; the notice taken, if any. A failed write
+        costs usage counts, the miss log or the notice, never the answer."""
+        if self.store is None:
+            return None
+        try:
+            return await self.store.record_message(message.member_key, context, record, self.clock())
+        except StoreError as exc:
+            log.warning("could not record a message of %s (%s): %s", message.member_key, record, exc)
+            return None
+
+    def _converse(self, message: Message, route: Route) -> Reply:
+        if route.command == SMALLTALK:
+            return smalltalk(self, route)
+        return clarify(self, route) if route.command == CLARIFY else fallback(self, route, message.text)
+
+    def _route(self, message: Message, context: MemberContext) -> tuple[Route, bool]:
+        """The message's route, and whether the question the bot asked (the pending action)
+        is dropped: free text answering it goes to it ("yes"/"no"); anything else but the
+        question's own buttons ("forget yes") drops it."""
+        if message.command is not None:
+            spec = self.registry.get(message.command)
+            if spec is None:
+                raise UserError("Unknown command. Say `help` to see what I can do.")
+            return Route(spec.name, self._checked_args(spec, message.args)), False
+        pending = context.pending_action
+        if pending is not None:
+            words = message.text.strip().lower().strip(".!")
+            if words in ("yes", "y", "yes please", "confirm", "yes delete", "delete"):
+                return Route(pending, {"confirm": "yes"}), False
+            if words in ("no", "n", "cancel", "stop", "no thanks"):
+                return Route(pending, {"confirm": "no"}), True
+            spec = self.registry.get(words.split()[0]) if words else None
+            return self.router.route(message.text), spec is None or spec.name != pending
+        return self.router.route(message.text), False
 
     def _checked_args(self, spec: CommandSpec, args: Mapping[str, str]) -> dict[str, str]:
         """Arguments from a slash command, each checked against its parameter: a value a
@@ -164,24 +195,6 @@ class Core:
         by_value = {c.value: c.label for c in choices}
         hint = did_you_mean(by_value[key] for key, _ in near)
         raise UserError(f"I don't know that {param.name} for `{spec.name}`.{hint}")
-
-    async def _pending_route(self, message: Message) -> Route | None:
-        """A yes/no answer to a question the bot asked (e.g. `forget me`) goes to it."""
-        if self.store is None:
-            return None
-        pending = await self.store.pending_action(message.member_key)
-        if pending is None:
-            return None
-        words = message.text.strip().lower().strip(".!")
-        if words in ("yes", "y", "yes please", "confirm", "yes delete", "delete"):
-            return Route(pending, {"confirm": "yes"})
-        spec = self.registry.get(words.split()[0]) if words else None
-        if spec is not None and spec.name == pending:  # the question's own buttons ("forget yes")
-            return None
-        await self.store.set_pending_action(message.member_key, None)
-        if words in ("no", "n", "cancel", "stop", "no thanks"):
-            return Route(pending, {"confirm": "no"})
-        return None
 
     def complete(self, command: str, param: str, partial: str) -> list[Choice]:
         """Autocomplete: the parameter's choices, best match for `partial` first."""

@@ -8,7 +8,7 @@ import datetime as dt
 
 from bot.nudge_message import dms_closed_notice
 from bot.nudge_schedule import FAILURES_BEFORE_PAUSE, LEASE, STALE_CLAIM, Schedule, next_send_after
-from bot.store import open_store
+from bot.store import MemberContext, MessageRecord, open_store
 from bot.store.nudge_rows import ClaimOutcome, Finish, SendOutcome
 
 SUBSCRIBED = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.timezone.utc)  # a Wednesday
@@ -141,3 +141,50 @@ async def test_progress_rows_of_a_page_match_the_member_reads(store) -> None:
     alice, bob = await store.progress_rows(ids)
     assert alice.done == await store.done_items("console:alice") and alice.activity == await store.activity_times("console:alice")
     assert (bob.done, bob.cards_due, bob.timezone, bob.activity) == ({}, {}, "Asia/Tokyo", [])
+
+
+# --- a message's context and record --------------------------------------------------------
+
+
+async def test_a_members_context_is_one_read_of_their_row_question_and_notice(store) -> None:
+    assert await store.member_context("console:nobody") == MemberContext()
+    await _subscribe(store, "alice")
+    await store.set_pending_action("console:alice", "forget")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    await store.claim_nudge(nudge, DUE, "a", GRACE)
+    await store.finish_page([Finish(nudge, SendOutcome.DMS_CLOSED, "direct messages closed", DUE)], "a", dms_closed_notice)
+    context = await store.member_context("console:alice")
+    assert context.member_id is not None and context.pending_action == "forget"
+    assert context.notice and "direct messages" in context.notice
+
+
+async def test_a_message_record_lands_in_one_write_and_takes_the_notice_once(store) -> None:
+    await _subscribe(store, "alice")
+    [nudge] = await store.due_nudges(DUE, ["console"])
+    await store.claim_nudge(nudge, DUE, "a", GRACE)
+    await store.finish_page([Finish(nudge, SendOutcome.DMS_CLOSED, "direct messages closed", DUE)], "a", dms_closed_notice)
+    await store.set_pending_action("console:alice", "forget")
+    context = await store.member_context("console:alice")
+    record = MessageRecord(command="salary", clear_pending=True, take_notice=True)
+    assert await store.record_message("console:alice", context, record, DUE) == context.notice
+    assert await store.record_message("console:alice", context, record, DUE) is None  # shown once
+    after = await store.member_context("console:alice")
+    assert after.pending_action is None and after.notice is None
+    assert [row["command"] for row in (await store.export("console:alice"))["command_log"]] == ["salary", "salary"]
+
+
+async def test_a_message_record_counts_an_unanswered_question_and_makes_a_new_member(store) -> None:
+    record = MessageRecord(unanswered="Flurble  Wibble", outcome="fallback", near=("salary",))
+    assert await store.record_message("console:bob", MemberContext(), record, DUE) is None
+    [miss] = await store.unanswered(5)
+    assert (miss.text, miss.count, miss.near) == ("flurble wibble", 1, ("salary",))
+    assert (await store.member_context("console:bob")).member_id is not None
+
+
+async def test_a_member_forgotten_during_the_message_stays_forgotten(store) -> None:
+    await store.set_pending_action("console:alice", "forget")
+    context = await store.member_context("console:alice")
+    await store.forget("console:alice")
+    assert await store.record_message("console:alice", context, MessageRecord(command="forget"), DUE) is None
+    assert await store.member_context("console:alice") == MemberContext()
+    assert await store.export("console:alice") == {}

@@ -17,13 +17,13 @@ from typing import AsyncIterator
 
 from bot.errors import StoreError
 from bot.srs import CardState
-from bot.store.base import MockSession, Store, Unanswered
+from bot.store.base import MemberContext, MessageRecord, MockSession, Store, Unanswered
 from bot.store.migrations import MIGRATIONS, PERSONAL_TABLES
 from bot.store.sql import Tx, iso, parse_time, split_member
 from bot.store.sqlite import SqliteStore
 
 __all__ = [
-    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MockSession", "SqliteStore", "Store", "StoreError", "Tx",
+    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MemberContext", "MessageRecord", "MockSession", "SqliteStore", "Store", "StoreError", "Tx",
     "Unanswered", "is_postgres", "iso", "make_store", "open_store", "parse_time", "split_member",
 ]
 

@@ -43,6 +43,31 @@ class MockSession:
         return self.questions[len(self.grades)] if len(self.grades) < len(self.questions) else None
 
 
+@dataclass(frozen=True, slots=True)
+class MemberContext:
+    """What the core needs of a member before it routes a message, read at once: their
+    row (None: never seen), the question the bot asked them (`pending_action`) and a
+    nudge notice waiting to be shown."""
+
+    member_id: int | None = None
+    pending_action: str | None = None
+    notice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """What a message leaves behind, written in one transaction after its handler: the
+    command used, or the text the bot could not answer outright (with `outcome` and the
+    intents it came `near`); the pending question cleared; the notice shown."""
+
+    command: str | None = None
+    unanswered: str | None = None
+    outcome: str = "fallback"
+    near: tuple[str, ...] = ()
+    clear_pending: bool = False
+    take_notice: bool = False
+
+
 _MOCK_COLUMNS = "questions, grades, topic, started_at"
 
 
@@ -58,6 +83,22 @@ def _mock_grades(grades: Iterable[int]) -> str:
 async def _mock_of(db: Tx, member: int) -> MockSession | None:
     rows = list(await db.execute_fetchall(f"SELECT {_MOCK_COLUMNS} FROM mock_sessions WHERE member_id = ?", (member,)))
     return _mock(rows[0]) if rows else None
+
+
+async def _count_unanswered(db: Tx, normal: str, now: dt.datetime, outcome: str, near: Iterable[str], member: int | None) -> None:
+    """One more ask of `normal` (normalised text) on the admin list, and on the member's own count."""
+    await db.execute(
+        "INSERT INTO unanswered (text, count, last_seen, outcome, near) VALUES (?, 1, ?, ?, ?) "
+        "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen, "
+        "outcome = excluded.outcome, near = excluded.near",
+        (normal, iso(now), outcome, ",".join(near)),
+    )
+    if member is not None:
+        await db.execute(
+            "INSERT INTO unanswered_asks (member_id, question, count, last_asked) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT (member_id, question) DO UPDATE SET count = unanswered_asks.count + 1, last_asked = excluded.last_asked",
+            (member, normal, iso(now)),
+        )
 
 
 class Store(NudgeQueries):
@@ -135,6 +176,48 @@ class Store(NudgeQueries):
 
     async def set_pending_action(self, key: str, action: str | None) -> None:
         await self.set_member_field(key, "pending_action", action)
+
+    async def member_context(self, key: str) -> MemberContext:
+        """The member's `MemberContext`, in one read."""
+        platform, user = split_member(key)
+        rows = await self._read(
+            "SELECT m.id, m.pending_action, s.notice FROM members m LEFT JOIN subscriptions s ON s.member_id = m.id "
+            "WHERE m.platform = ? AND m.user_id = ?",
+            (platform, user),
+        )
+        return MemberContext(*rows[0]) if rows else MemberContext()
+
+    async def record_message(self, key: str, context: MemberContext, record: MessageRecord, now: dt.datetime) -> str | None:
+        """Write what a message leaves behind (`record`) in one transaction, against the
+        `context` read before it; returns the notice if this call took it (None: there was
+        none, the handler showed it, or the database is read-only). A member erased while
+        the message was handled (`forget me`) stays erased: nothing is written."""
+        unanswered = " ".join((record.unanswered or "").lower().split())[:200]
+        clear_pending = record.clear_pending and context.pending_action is not None
+        take_notice = record.take_notice and context.notice is not None
+        if self.read_only or not (record.command or unanswered or clear_pending or take_notice):
+            return None
+
+        async def work(db: Tx) -> str | None:
+            if context.member_id is None:
+                member = await self._member_id(db, key, now)
+            elif not list(await db.execute_fetchall("UPDATE members SET last_seen = ? WHERE id = ? RETURNING id", (iso(now), context.member_id))):
+                return None
+            else:
+                member = context.member_id
+            if record.command:
+                await db.execute("INSERT INTO command_log (member_id, command, at) VALUES (?, ?, ?)", (member, record.command, iso(now)))
+            if unanswered:
+                await _count_unanswered(db, unanswered, now, record.outcome, record.near, member)
+            if clear_pending:
+                await db.execute("UPDATE members SET pending_action = NULL WHERE id = ? AND pending_action = ?", (member, context.pending_action))
+            if take_notice:
+                cursor = await db.execute("UPDATE subscriptions SET notice = NULL WHERE member_id = ? AND notice = ?", (member, context.notice))
+                if cursor.rowcount > 0:
+                    return context.notice
+            return None
+
+        return await self._write(work)
 
     # --- progress ---------------------------------------------------------------------
 
@@ -335,21 +418,9 @@ class Store(NudgeQueries):
         normal = " ".join(text.lower().split())[:200]
         if not normal or self.read_only:
             return
-        near_text = ",".join(near)
 
         async def work(db: Tx) -> None:
-            await db.execute(
-                "INSERT INTO unanswered (text, count, last_seen, outcome, near) VALUES (?, 1, ?, ?, ?) "
-                "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen, "
-                "outcome = excluded.outcome, near = excluded.near",
-                (normal, iso(now), outcome, near_text),
-            )
-            if member is not None:
-                await db.execute(
-                    "INSERT INTO unanswered_asks (member_id, question, count, last_asked) VALUES (?, ?, 1, ?) "
-                    "ON CONFLICT (member_id, question) DO UPDATE SET count = unanswered_asks.count + 1, last_asked = excluded.last_asked",
-                    (await self._member_id(db, member, now), normal, iso(now)),
-                )
+            await _count_unanswered(db, normal, now, outcome, near, None if member is None else await self._member_id(db, member, now))
 
         await self._write(work)
 
