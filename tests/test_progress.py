@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from bot.core import Core
+from bot.messages import Message
 from bot.replies import render_text
+from bot.store import Store, open_store
 from bot.streaks import weekly_streak
 
 
@@ -360,3 +367,60 @@ async def test_data_commands_pick_the_platform(tmp_path: Path, clock) -> None:
     assert "No member with user id 42 on slack" in _data(db, "delete", "--user", "42", "--platform", "slack").stderr
     missing = _data(tmp_path / "none.sqlite3", "export", "--user", "42")
     assert missing.returncode == 1 and "There is no database at" in missing.stderr and not (tmp_path / "none.sqlite3").exists()
+
+
+# --- a message's trip: one read, one write ---------------------------------------------------
+
+
+class _CountingStore:
+    """The real store, counting the public calls and the transactions behind them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.calls, self.reads, self.writes = store, [], 0, 0
+        read, write = store._read, store._write
+
+        async def counted_read(sql, params=()):
+            self.reads += 1
+            return await read(sql, params)
+
+        async def counted_write(work):
+            self.writes += 1
+            return await write(work)
+
+        store._read, store._write = counted_read, counted_write
+
+    def __getattr__(self, name: str):
+        value = getattr(self.store, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(value):
+            return value
+
+        async def counted(*args, **kwargs):
+            self.calls.append(name)
+            return await value(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_plain_question_costs_one_read_and_one_write(content, store, clock) -> None:
+    counting = _CountingStore(store)
+    core = Core(content, store=counting, clock=clock)
+    for text in ("salary senior", "Flurble wibble zonk"):  # a command, then one the bot can't answer
+        counting.calls, counting.reads, counting.writes = [], 0, 0
+        await core.handle(Message("console", "alice", text))
+        assert counting.calls == ["member_context", "record_message"], text
+        assert (counting.reads, counting.writes) == (1, 1), text
+
+
+async def test_a_read_only_database_answers_salary_when_the_usage_write_fails(
+    tmp_path: Path, content, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ro.sqlite3"
+    async with open_store(str(path)):
+        pass
+    async with open_store(f"file:{path}?mode=ro") as store:
+        store.read_only = False  # not known to refuse writes: the usage write is tried, and fails
+        reply = await Core(content, store=store, clock=clock).handle(Message("console", "alice", "salary senior"))
+    assert reply.command == "salary" and "$180,000" in render_text(reply)
+    assert [r for r in caplog.records if r.levelname == "WARNING" and "could not record" in r.getMessage()]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM command_log").fetchone()[0] == 0
