@@ -3,9 +3,10 @@
 `Core.handle` reads the member's context once (`Store.member_context`: the question the
 bot asked them, a notice waiting), routes the message once, checks permissions, records
 the message in one write (`Store.record_message`: usage, the miss log, the question
-dropped) and runs the command's handler. It turns any unexpected exception into a short apology with an error id (the traceback
-goes to the log under that id). Adapters call nothing else, except `complete` for
-autocomplete and `reload` for the admin content reload.
+dropped) and runs the command's handler. It turns any unexpected exception into a
+short apology with an error id (the traceback goes to the log under that id). Adapters
+call nothing else, except `complete` for autocomplete and `reload` for the admin content
+reload.
 """
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ class Core:
         try:
             return await self.store.record_message(message.member_key, context, record, self.clock())
         except StoreError as exc:
-            log.warning("could not record a message of %s (%s): %s", message.member_key, record, exc)
+            log.warning("could not record a message of %s: %s", message.member_key, exc)
             return None
 
     def _converse(self, message: Message, route: Route) -> Reply:

@@ -196,7 +196,7 @@ class Store(NudgeQueries):
         clear_pending = record.clear_pending and context.pending_action is not None
         take_notice = record.take_notice and context.notice is not None
         if self.read_only or not (record.command or unanswered or clear_pending or take_notice):
-            return None
+            return None  # a read-only database answers; the record is not worth refusing it over
 
         async def work(db: Tx) -> str | None:
             if context.member_id is None:
@@ -397,16 +397,6 @@ class Store(NudgeQueries):
         ]
 
     # --- usage and admin --------------------------------------------------------------
-
-    async def record_command(self, key: str, command: str, now: dt.datetime) -> None:
-        if self.read_only:  # usage counts are not worth refusing an answer over
-            return
-
-        async def work(db: Tx) -> None:
-            member = await self._member_id(db, key, now)
-            await db.execute("INSERT INTO command_log (member_id, command, at) VALUES (?, ?, ?)", (member, command, iso(now)))
-
-        await self._write(work)
 
     async def record_unanswered(
         self, text: str, now: dt.datetime, *, member: str | None = None, outcome: str = "fallback", near: Iterable[str] = ()
