@@ -209,6 +209,15 @@ async def test_forget_yes_in_one_go_only_asks(ask) -> None:
     assert "[ ] Python fundamentals" in await ask("progress")
 
 
+async def test_the_keep_it_button_answers_the_question(ask) -> None:
+    """After "No, keep it" (`forget no`), a later "yes" is not a confirmation."""
+    await ask("done python fundamentals")
+    assert "Reply `yes`" in await ask("forget me")
+    assert "nothing was deleted" in await ask("forget no")
+    assert "deleted everything" not in await ask("yes")
+    assert "[x] Python fundamentals" in await ask("progress")
+
+
 async def test_admin_commands(ask) -> None:
     await ask("flurble wibble zonk", user="u1")
     await ask("Flurble  wibble   ZONK", user="u2")

@@ -341,7 +341,8 @@ async def forget(req: "Request") -> Reply:
     if confirm == "yes" and await req.store.pending_action(req.member) == "forget":
         rows = await req.store.forget(req.member)
         return Reply(text=f"Done: I deleted everything stored about you ({rows} records). Nothing of yours is left.", ephemeral=True)
-    if confirm == "no":
+    if confirm == "no":  # the "No, keep it" button: the question is answered, a later "yes" deletes nothing
+        await req.store.set_pending_action(req.member, None)
         return Reply(text="Okay, nothing was deleted.", ephemeral=True)
     await req.store.set_pending_action(req.member, "forget")
     return Reply(
