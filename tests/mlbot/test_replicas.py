@@ -3,7 +3,7 @@ fake clock through a week of 5,000 members and every member gets exactly one nud
 when one replica is killed with SIGKILL while it holds claims.
 
 Each replica is its own Python process running `bot.nudges.run_once` (like the WORKER of
-tests/test_nudges.py), with its own scheduler id and a fake sender that takes ~1 ms and
+tests/bot/test_nudges.py), with its own scheduler id and a fake sender that takes ~1 ms and
 appends `user_id week` to the replica's own file. The replicas step the fake clock in
 lock-step (a file barrier): scheduler clocks must agree within a few minutes, as
 `bot/nudges.py` assumes, or a live claim could look stale to a replica running ahead.
@@ -25,7 +25,7 @@ from pathlib import Path
 from bot import nudges
 from bot.store import Store, iso, open_store, parse_time
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 6, 8, 0, 0, tzinfo=UTC)  # a Monday; no zone below changes its clocks that week
 STEP = dt.timedelta(minutes=30)

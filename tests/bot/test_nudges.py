@@ -25,7 +25,7 @@ from bot.messages import Message
 from bot.replies import Reply, render_text
 from bot.store import open_store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 WED = dt.datetime(2026, 3, 25, 12, 0, tzinfo=UTC)  # a Wednesday, CET in Berlin
 DUE = dt.datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # Monday 09:00 CEST, the first nudge after WED

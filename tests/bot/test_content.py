@@ -10,7 +10,7 @@ import pytest
 
 from bot.content import ContentError, load_content
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-111-222-secretbottoken"
 APP_TOKEN = "xapp-1-A1-333-secretapptoken"
 PINGS = re.compile(r"<[!@]")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(**overrides: Any) -> Settings:
@@ -99,7 +99,7 @@ def make_core(content, store, clock, gate):
 
     async def ambiguous(req: Request) -> Reply:
         """The core's own "did you mean" reply for a question with three close readings (as
-        tests/test_understanding.py builds it), whatever today's intent model would say."""
+        tests/bot/test_understanding.py builds it), whatever today's intent model would say."""
         router = req.core.router
         found, _ = router.entities(router.normalise("senior salary in europe, or the path"))
         decision = Decision("clarify", (Ranked("salary", 0.3), Ranked("faq:languages", 0.29), Ranked("path", 0.28)))
