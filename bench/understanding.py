@@ -4,11 +4,14 @@ Scores `tests/data/dev_questions.yaml` (held out: never used as training example
 looked at while tuning) and `tests/data/test_questions.yaml` (held out and never looked at:
 written later, blind to both the examples and the dev set, to check the dev figures generalise). A question counts as correct
 when the bot answers it (no "did you mean", no "I don't know") with the expected intent
-and every expected slot. "Confidently wrong" is an answer with another intent.
+and every expected slot. "Confidently wrong" is an answer with another intent; "unsure"
+is a "did you mean" or an "I don't know", and `asked_with_right_choice` the share of
+questions asked back with the expected intent among the choices offered.
 
 Then it compares intent models on the same features and dev set, top-1 accuracy (no
 abstaining), with their route p99, import time and install size:
-- a blend of the nearest example's and the intent centroid's TF-IDF cosine (what the bot uses)
+- the bot's two models: a blend of the nearest example's and the intent centroid's TF-IDF
+  cosine (its ranking), and naive Bayes (its second opinion); the bot decides from both
 - nearest example alone; intent centroid alone
 - BM25 over the examples
 - logistic regression (scikit-learn), when scikit-learn is installed
@@ -38,7 +41,7 @@ import yaml  # noqa: E402
 from bot.content import load_content  # noqa: E402
 from bot.core import Core  # noqa: E402
 from bot.router import CLARIFY, FALLBACK, Route, Router  # noqa: E402
-from bot.understanding import IntentModel, Ranked  # noqa: E402
+from bot.understanding import BayesModel, Ranked, SimilarityModel  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
 TEST = ROOT / "tests" / "data" / "test_questions.yaml"
@@ -49,6 +52,7 @@ class Prediction:
     outcome: str  # answer | clarify | admit
     intent: str | None
     slots: dict[str, set[str]]
+    choices: tuple[str, ...] = ()
 
 
 def load_dev(path: Path = DEV) -> list[dict]:
@@ -63,7 +67,7 @@ def intent_of(route: Route) -> Prediction:
     for key, value in route.args.items():
         slots[key].add(value)
     if route.command == CLARIFY:
-        return Prediction("clarify", None, slots)
+        return Prediction("clarify", None, slots, route.choices)
     if route.command == FALLBACK:
         return Prediction("admit", None, slots)
     if route.command == "faq":
@@ -93,11 +97,14 @@ def score(items: list[dict], predict: Callable[[str], Prediction], show: bool = 
         p = predict(item["q"])
         verdict = judge(item, p)
         verdicts[verdict] += 1
+        if p.outcome == "clarify" and item["intent"] in p.choices:
+            verdicts["asked_with_right_choice"] += 1
         if show and verdict != "correct":
             print(f"  [{verdict}] want {item['intent']} {item.get('slots') or ''} got {p.outcome} {p.intent} :: {item['q'][:110]}")
     n = len(items)
     return {"accuracy": 100 * verdicts["correct"] / n, "confidently_wrong": 100 * verdicts["wrong"] / n,
-            "unsure": 100 * verdicts["unsure"] / n, "slot_misses": 100 * verdicts["slots"] / n}
+            "unsure": 100 * verdicts["unsure"] / n, "slot_misses": 100 * verdicts["slots"] / n,
+            "asked_with_right_choice": 100 * verdicts["asked_with_right_choice"] / n}
 
 
 def p99_us(fn: Callable[[str], object], texts: list[str], rounds: int = 5) -> tuple[float, float]:
@@ -280,8 +287,9 @@ def main() -> None:
 
     rows = [(intent, router.features(e.text)) for intent, items in content.examples().items() for e in items]
     candidates: dict[str, Callable[[], object]] = {
-        "blend": lambda: router.model,
-        "nearest": lambda: IntentModel(rows, nearest_weight=1.0),
+        "blend": lambda: router.model.similarity,
+        "bayes": lambda: BayesModel(rows),
+        "nearest": lambda: SimilarityModel(rows, nearest_weight=1.0),
         "centroid": lambda: CentroidModel(rows),
         "bm25": lambda: BM25Model(rows),
     }

@@ -24,7 +24,7 @@ from rapidfuzz.distance import OSA
 from bot.commands import CommandSpec, Registry
 from bot.content import Content
 from bot.text import FUNCTION_WORDS, phrase, tokens
-from bot.understanding import Decision, IntentModel, decide, features
+from bot.understanding import Decision, IntentModel, Ranked, decide, features
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"
@@ -83,7 +83,7 @@ class Router:
 
     @cached_property
     def model(self) -> IntentModel:
-        """Trained on first use (about 0.1 s): a command line such as `mlbot ask help`
+        """Trained on first use (about 0.15 s): a command line such as `mlbot ask help`
         never needs it; `Core` trains it up front for long-running surfaces."""
         return IntentModel([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
 
@@ -193,10 +193,12 @@ class Router:
         """The model's reading, without the intents whose needed slots are missing
         ("compare" with one role named is not a comparison)."""
         have = Counter(kind for kind, _ in {(e.kind, e.id) for e in found})
-        ranking = self.model.rank(self.features(text))
-        if self._needs:
-            ranking = tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
-        return decide(ranking)
+        counts = self.features(text)
+
+        def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
+            return tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
+
+        return decide(possible(self.model.similarity.rank(counts)), possible(self.model.bayes.rank(counts)))
 
     # --- routing ----------------------------------------------------------------------
 

@@ -1,17 +1,22 @@
 """Which intent a free-text message means, learned from the `examples:` content declares.
 
-The model is TF-IDF over word unigrams, word bigrams and the kinds of slot a message
-mentions (`slot:level`, `slot:role`...), so "what do seniors make in Berlin" and
-"pay for a junior in Canada" share the shape that matters. An intent scores a blend of
-its best example's cosine and its centroid's (see `IntentModel`).
+Two models read the same features: word unigrams, word bigrams and the kinds of slot a
+message mentions (`slot:level`, `slot:role`...), so "what do seniors make in Berlin" and
+"pay for a junior in Canada" share the shape that matters.
+- `SimilarityModel` ranks the intents: TF-IDF cosine, a blend of an intent's best
+  example's and its centroid's. Its scores are comparable across messages, so they set
+  the floors.
+- `BayesModel` gives a second opinion: multinomial naive Bayes over the same examples,
+  built differently (word odds per intent rather than distances), so its mistakes are
+  not the same ones.
 
-Training is counting: it takes milliseconds for today's content, runs whenever content
-loads (and on `reload`), needs no download and no numerical library.
-`bench/understanding.py` compares this model with the alternatives that were measured.
+Training both is counting: tens of milliseconds for today's content, whenever content
+loads (and on `reload`), with no download and no numerical library.
+`bench/understanding.py` compares them with the alternatives that were measured.
 
-`decide` turns the ranking into one of three outcomes: answer (confident and clearly
-ahead of the runner-up), clarify (two or three close readings: "did you mean"), or
-admit (nothing fits).
+`decide` turns the readings into one of three outcomes: answer (both models agree, or
+the ranking is clearly ahead and the second opinion does not firmly say otherwise),
+clarify (two or three close readings: "did you mean"), or admit (nothing fits).
 """
 from __future__ import annotations
 
@@ -34,6 +39,10 @@ ANSWER_MARGIN = 0.10
 CLARIFY_FLOOR = 0.10
 CLARIFY_WINDOW = 0.08
 MAX_CHOICES = 3
+# When the two models disagree, naive Bayes this sure of its own reading turns an answer
+# into a question (its posteriors run high: 0.9 is "firmly", not "probably").
+BAYES_SURE = 0.9
+BAYES_SMOOTHING = 0.1
 NEAREST_WEIGHT = 0.3
 COMMON_SHARE = 0.05
 COMMON_FLOOR = 50
@@ -77,7 +86,7 @@ def features(words: Sequence[str], slot_kinds: Iterable[str] = ()) -> Counter[st
     return counts
 
 
-class IntentModel:
+class SimilarityModel:
     """TF-IDF cosine, blended: `nearest_weight` of the best-matching example's and the rest
     of the intent centroid's (the mean of its examples). The example catches a phrasing
     written almost verbatim; the centroid pools the evidence of all phrasings, which is
@@ -137,14 +146,67 @@ class IntentModel:
         return tuple(Ranked(intent, round(score, 4)) for intent, score in ranked)
 
 
-def decide(ranking: tuple[Ranked, ...]) -> Decision:
+class BayesModel:
+    """Multinomial naive Bayes over the features present (each counted once), equal priors
+    (an intent with more examples is not likelier to be meant), additive smoothing
+    `smoothing`. Each feature stores only its gain over an unseen feature, for the intents
+    whose examples use it, so a message walks its own features' short lists."""
+
+    def __init__(self, examples: Sequence[tuple[str, Counter[str]]], smoothing: float = BAYES_SMOOTHING):
+        seen: dict[str, Counter[str]] = defaultdict(Counter)
+        vocabulary: set[str] = set()
+        for intent, counts in examples:
+            seen[intent].update(counts.keys())
+            vocabulary.update(counts)
+        size = len(vocabulary)
+        self._unseen: dict[str, float] = {}
+        self._gains: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for intent, counts in seen.items():
+            total = sum(counts.values()) + smoothing * size
+            self._unseen[intent] = math.log(smoothing / total)
+            for feature, n in counts.items():
+                self._gains[feature].append((intent, math.log((n + smoothing) / smoothing)))
+
+    def rank(self, counts: Counter[str]) -> tuple[Ranked, ...]:
+        """Every intent, best first, scored by its posterior probability."""
+        known = [f for f in counts if f in self._gains]
+        if not known:
+            return ()
+        log_odds = {intent: unseen * len(known) for intent, unseen in self._unseen.items()}
+        for feature in known:
+            for intent, gain in self._gains[feature]:
+                log_odds[intent] += gain
+        top = max(log_odds.values())
+        odds = {intent: math.exp(value - top) for intent, value in log_odds.items()}
+        total = sum(odds.values())
+        ranked = sorted(odds.items(), key=lambda pair: -pair[1])
+        return tuple(Ranked(intent, round(value / total, 4)) for intent, value in ranked)
+
+
+class IntentModel:
+    """Both models, trained on the same examples."""
+
+    def __init__(self, examples: Sequence[tuple[str, Counter[str]]]):
+        self.similarity = SimilarityModel(examples)
+        self.bayes = BayesModel(examples)
+
+
+def decide(ranking: tuple[Ranked, ...], opinion: tuple[Ranked, ...] = ()) -> Decision:
+    """`ranking` by similarity, `opinion` the Bayes posteriors over the same intents (empty:
+    the ranking alone decides)."""
     if not ranking or ranking[0].score < CLARIFY_FLOOR:
         return Decision("admit", ranking)
     top = ranking[0].score
     runner_up = ranking[1].score if len(ranking) > 1 else 0.0
-    if top >= ANSWER_FLOOR and top - runner_up >= ANSWER_MARGIN * top:
+    agreed = bool(opinion) and opinion[0].intent == ranking[0].intent
+    contested = bool(opinion) and not agreed and opinion[0].score >= BAYES_SURE
+    if top >= ANSWER_FLOOR and (agreed or (top - runner_up >= ANSWER_MARGIN * top and not contested)):
         return Decision("answer", ranking)
     close = tuple(r for r in ranking[:MAX_CHOICES] if r.score >= max(CLARIFY_FLOOR, top - CLARIFY_WINDOW))
+    if opinion and not agreed and opinion[0].intent not in {r.intent for r in close}:
+        other = next((r for r in ranking if r.intent == opinion[0].intent), None)
+        if other is not None and other.score >= CLARIFY_FLOOR:  # a plausible second opinion is offered too
+            close = close[: MAX_CHOICES - 1] + (other,)
     if len(close) < 2:
         return Decision("answer", ranking) if top >= ANSWER_FLOOR else Decision("admit", ranking)
     return Decision("clarify", close + tuple(r for r in ranking if r not in close))

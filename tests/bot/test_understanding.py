@@ -3,6 +3,7 @@ and kept apart from the held-out dev set."""
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from adapters.console import chat
 from bot.core import Core
 from bot.messages import Message
 from bot.text import phrase
+from bot.understanding import BayesModel, Ranked, decide
 from test_content import ROOT, content_dir, edit, problems  # noqa: F401  (fixture)
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
@@ -142,3 +144,37 @@ async def test_salary_names_what_the_articles_do_not_cover(content) -> None:
     assert sydney.command == "salary" and "no figures for Sydney" in sydney.text
     ds = await core.handle(Message("console", "ada", "how much does a data scientist earn"))
     assert ds.command == "salary" and "no salary figures for data scientist" in ds.text
+
+
+def _ranked(*pairs: tuple[str, float]) -> tuple[Ranked, ...]:
+    return tuple(Ranked(intent, score) for intent, score in pairs)
+
+
+def test_two_models_agreeing_answer_a_close_call() -> None:
+    """A long question scores low and close against every intent; when naive Bayes reads it
+    the same way as the similarity ranking, the bot answers instead of asking back."""
+    ranking = _ranked(("salary", 0.20), ("compare", 0.19))
+    assert decide(ranking).outcome == "clarify"
+    assert decide(ranking, _ranked(("salary", 0.7), ("compare", 0.2))).intent == "salary"
+
+
+def test_a_firm_second_opinion_turns_an_answer_into_a_question_offering_both() -> None:
+    ranking = _ranked(("role", 0.40), ("faq:outlook", 0.30), ("salary", 0.05))
+    assert decide(ranking).intent == "role"
+    doubted = decide(ranking, _ranked(("faq:outlook", 0.95), ("role", 0.04)))
+    assert doubted.outcome == "clarify" and doubted.near()[:2] == ["role", "faq:outlook"]
+    assert decide(ranking, _ranked(("faq:outlook", 0.6), ("role", 0.3))).intent == "role"  # not firm: the lead stands
+
+
+def test_a_far_fetched_second_opinion_is_not_offered() -> None:
+    """Bayes picks something even for gibberish; a reading the ranking barely scores is no choice to offer."""
+    ranking = _ranked(("scope:course-cost", 0.13), ("role", 0.04))
+    assert decide(ranking, _ranked(("role", 0.95))).outcome == "admit"
+
+
+def test_naive_bayes_prefers_the_intent_whose_examples_share_the_words() -> None:
+    model = BayesModel([("salary", Counter({"pay": 1, "senior": 1})), ("salary", Counter({"earn": 1})), ("role", Counter({"day": 1, "job": 1}))])
+    ranking = model.rank(Counter({"pay": 1, "senior": 1, "job": 1, "senior job": 1}))
+    assert [r.intent for r in ranking] == ["salary", "role"]
+    assert abs(sum(r.score for r in ranking) - 1.0) < 0.01
+    assert model.rank(Counter({"unknown": 1})) == ()
