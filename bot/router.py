@@ -160,21 +160,24 @@ class Router:
         return [self._correct(t) for t in tokens(text)]
 
     def entities(self, words: list[str]) -> tuple[list[Entity], set[int]]:
-        """Greedy longest-phrase matches, whole words only, and the positions they explain."""
+        """Greedy longest-phrase matches, whole words only, and the positions they explain.
+        Each kind takes its own longest match, so "portfolio projects" is the path step of
+        that name and, by its first word, the interview section "portfolio"."""
         found: list[Entity] = []
         explained: set[int] = set()
         i = 0
         while i < len(words):
+            longest = 0
+            kinds: set[str] = set()
             for size in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
                 key = " ".join(words[i : i + size])
-                hits = self._index.get(key)
+                hits = [(kind, ident) for kind, ident in self._index.get(key, ()) if kind not in kinds]
                 if hits:
                     found.extend(Entity(kind, ident, i, size, key) for kind, ident in hits)
-                    explained.update(range(i, i + size))
-                    i += size
-                    break
-            else:
-                i += 1
+                    longest = max(longest, size)
+                    kinds.update(kind for kind, _ in hits)
+            explained.update(range(i, i + longest))
+            i += max(longest, 1)
         joined = " ".join(words)
         for match in _YEARS.finditer(joined):
             position = joined[: match.start()].count(" ")

@@ -270,3 +270,12 @@ def test_unsure_route_names_the_closest_intents(router) -> None:
     assert router.route("qwertyuiop zxcvbnm").command == FALLBACK
     route = router.route("what about europe and remote and canada")
     assert route.command == "salary" or "salary" in route.choices
+
+
+def test_each_kind_takes_its_own_longest_match(router) -> None:
+    """"portfolio projects" names the path step; its first word still names the interview
+    section, so a question about portfolios for interviews keeps both."""
+    words = router.normalise("which portfolio projects get you interviews")
+    found, explained = router.entities(words)
+    assert {("step", "portfolio"), ("section", "portfolio")} <= {(e.kind, e.id) for e in found}
+    assert {1, 2} <= explained
