@@ -85,13 +85,31 @@ def _marks(values: int) -> str:
 async def _first_free_due(db: Tx, member_id: int, after: dt.datetime, schedule: Schedule) -> dt.datetime:
     """The next occurrence after `after` whose ISO week has no send yet (a week already
     sent, failed or skipped under an earlier schedule is not nudged twice)."""
-    due = next_send_after(after, schedule.weekday, schedule.local_time, schedule.timezone)
+    return (await _first_free_dues(db, [(member_id, after, schedule)]))[0]
+
+
+async def _first_free_dues(db: Tx, wanted: Sequence[tuple[int, dt.datetime, Schedule]]) -> list[dt.datetime]:
+    """`_first_free_due` of each (member, after, schedule), one statement a round for them
+    all: the weeks already recorded among the candidates, then the next week of those."""
+    dues = [next_send_after(after, s.weekday, s.local_time, s.timezone) for _, after, s in wanted]
+    pending = list(range(len(wanted)))
     for _ in range(3):
-        row = await (await db.execute("SELECT 1 FROM sends WHERE member_id = ? AND iso_week = ?", (member_id, week_key(due, schedule.timezone)))).fetchone()
-        if row is None:
+        if not pending:
             break
-        due = next_send_after(due, schedule.weekday, schedule.local_time, schedule.timezone)
-    return due
+        weeks = {i: week_key(dues[i], wanted[i][2].timezone) for i in pending}
+        ids, keys = sorted({wanted[i][0] for i in pending}), sorted(set(weeks.values()))
+        taken = {
+            (row[0], row[1])
+            for row in await db.execute_fetchall(
+                f"SELECT member_id, iso_week FROM sends WHERE member_id IN ({_marks(len(ids))}) AND iso_week IN ({_marks(len(keys))})",
+                (*ids, *keys),
+            )
+        }
+        pending = [i for i in pending if (wanted[i][0], weeks[i]) in taken]
+        for i in pending:
+            schedule = wanted[i][2]
+            dues[i] = next_send_after(dues[i], schedule.weekday, schedule.local_time, schedule.timezone)
+    return dues
 
 
 class NudgeQueries:
@@ -394,7 +412,7 @@ class NudgeQueries:
                 )
             }
             marks: list[tuple[Finish, str]] = []
-            moves: list[tuple[int, str, str]] = []  # member, new due, old due
+            moving: list[tuple[int, dt.datetime, Schedule]] = []  # member, its due, its current schedule
             for finish in finishes:
                 nudge = finish.nudge
                 week = week_key(nudge.due, nudge.schedule.timezone)
@@ -409,7 +427,7 @@ class NudgeQueries:
                     continue  # the member was forgotten meanwhile
                 schedule = Schedule(row[1], parse_local_time(row[2]), row[3])
                 if row[0] == iso(nudge.due):
-                    moves.append((nudge.member_id, iso(await _first_free_due(db, nudge.member_id, nudge.due, schedule)), row[0]))
+                    moving.append((nudge.member_id, nudge.due, schedule))
                 if finish.outcome is SendOutcome.DMS_CLOSED:
                     failures = row[4] + 1
                     await db.execute(
@@ -417,10 +435,13 @@ class NudgeQueries:
                         (failures, notice(failures, nudge.due, schedule.timezone), 0 if failures >= FAILURES_BEFORE_PAUSE else 1, nudge.member_id),
                     )
             await _mark_sends(db, marks, me)
-            await _move_schedules(db, moves)
+            dues = await _first_free_dues(db, moving)
+            await _move_schedules(db, [(member, iso(new), iso(old)) for (member, old, _), new in zip(moving, dues, strict=True)])
             sent = [f.nudge.member_id for f in finishes if f.outcome is SendOutcome.SENT and f.nudge.member_id in subs]
-            if sent:
-                await db.execute(f"UPDATE subscriptions SET consecutive_failures = 0 WHERE member_id IN ({_marks(len(sent))})", tuple(sent))
+            if sent:  # only the rows that change: an UPDATE writes a row even to set the value it has
+                await db.execute(
+                    f"UPDATE subscriptions SET consecutive_failures = 0 WHERE member_id IN ({_marks(len(sent))}) AND consecutive_failures <> 0", tuple(sent)
+                )
 
         await self._write(work)
 
@@ -428,7 +449,8 @@ class NudgeQueries:
 async def _mark_sends(db: Tx, marks: list[tuple[Finish, str]], me: str) -> None:
     """Mark each (still held) claim sent or failed: one UPDATE per outcome, with a VALUES
     list of (member, week, finished_at, error) (typed by CAST: PostgreSQL reads an
-    untyped parameter in VALUES as text)."""
+    untyped parameter in VALUES as text). The `member_id IN` list lets both databases
+    find the rows by the unique key instead of testing every row of `sends`."""
     for status in ("sent", "failed"):
         rows = [(f, week) for f, week in marks if ("sent" if f.outcome is SendOutcome.SENT else "failed") == status]
         if not rows:
@@ -439,9 +461,9 @@ async def _mark_sends(db: Tx, marks: list[tuple[Finish, str]], me: str) -> None:
             f"WITH done (member_id, iso_week, finished_at, error) AS (VALUES {values}) "
             "UPDATE sends SET status = ?, finished_at = (SELECT d.finished_at FROM done d WHERE d.member_id = sends.member_id AND d.iso_week = sends.iso_week), "
             "error = (SELECT d.error FROM done d WHERE d.member_id = sends.member_id AND d.iso_week = sends.iso_week) "
-            "WHERE status = 'claimed' AND claimed_by = ? AND EXISTS (SELECT 1 FROM done d WHERE d.member_id = sends.member_id AND d.iso_week = sends.iso_week) "
-            "RETURNING member_id",
-            (*params, status, me),
+            f"WHERE member_id IN ({_marks(len(rows))}) AND status = 'claimed' AND claimed_by = ? "
+            "AND EXISTS (SELECT 1 FROM done d WHERE d.member_id = sends.member_id AND d.iso_week = sends.iso_week) RETURNING member_id",
+            (*params, status, *(f.nudge.member_id for f, _ in rows), me),
         )
         lost = {f.nudge.member_id for f, _ in rows} - {row[0] for row in updated}
         for finish, week in rows:
@@ -450,15 +472,17 @@ async def _mark_sends(db: Tx, marks: list[tuple[Finish, str]], me: str) -> None:
 
 
 async def _move_schedules(db: Tx, moves: list[tuple[int, str, str]]) -> None:
-    """next_due_at = new where it still is old (a member's change meanwhile wins)."""
+    """next_due_at = new where it still is old (a member's change meanwhile wins); found
+    by primary key through the `member_id IN` list, not by scanning every subscription."""
     if not moves:
         return
     values = ", ".join("(CAST(? AS BIGINT), ?, ?)" for _ in moves)
     await db.execute(
         f"WITH moved (member_id, next_due, old_due) AS (VALUES {values}) "
         "UPDATE subscriptions SET next_due_at = (SELECT m.next_due FROM moved m WHERE m.member_id = subscriptions.member_id) "
-        "WHERE EXISTS (SELECT 1 FROM moved m WHERE m.member_id = subscriptions.member_id AND m.old_due = subscriptions.next_due_at)",
-        tuple(p for move in moves for p in move),
+        f"WHERE member_id IN ({_marks(len(moves))}) "
+        "AND EXISTS (SELECT 1 FROM moved m WHERE m.member_id = subscriptions.member_id AND m.old_due = subscriptions.next_due_at)",
+        (*(p for move in moves for p in move), *(member for member, _, _ in moves)),
     )
 
 
