@@ -20,6 +20,7 @@ from bot.content_types import (
     Comparison,
     ComparisonRow,
     Content,
+    Concept,
     Course,
     Defaults,
     Fact,
@@ -229,6 +230,8 @@ _section = record(
 
 _topic = record(Topic, {"id": F(ident("topic")), "name": F(text), "aliases": _aliases, "source": _SOURCE})
 
+_concept = record(Concept, {"id": F(ident("concept")), "aliases": F(list_of(_alias, min_items=1))})
+
 _question = record(
     Question,
     {
@@ -357,7 +360,7 @@ FILES: dict[str, Any] = {
         levels=(_level, True), regions=(_region, True), bands=(_band, True), notes=(_salary_note, False), places=(_place, False),
     ),
     "interview.yaml": _file({"section": F(ref("interview section"))}, sections=(_section, True)),
-    "practice.yaml": _file(topics=(_topic, True), questions=(_question, True)),
+    "practice.yaml": _file(topics=(_topic, True), questions=(_question, True), concepts=(_concept, False)),
     "courses.yaml": _file(
         {"certification_caveat": F(ref("faq"), required=False)},
         courses=(_course, True), certifications=(_certification, False), resources=(_resource, False), backgrounds=(_background, False),
@@ -438,6 +441,7 @@ def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Co
         sections=by_id(data["interview.yaml"]["sections"]),
         topics=by_id(data["practice.yaml"]["topics"]),
         questions=by_id(data["practice.yaml"]["questions"]),
+        concepts=by_id(data["practice.yaml"]["concepts"]),
         courses=by_id(data["courses.yaml"]["courses"]),
         certifications=by_id(data["courses.yaml"]["certifications"]),
         resources=by_id(data["courses.yaml"]["resources"]),
@@ -461,6 +465,11 @@ def _assemble(data: dict[str, dict[str, Any]], ctx: Context, dirname: str) -> Co
             certification_caveat=data["courses.yaml"]["defaults"].get("certification_caveat"),
         ),
     )
+    tags = {tag for q in content.questions.values() for tag in q.tags}
+    for concept in content.concepts.values():
+        if concept.id not in tags:
+            file, line = ctx.ids[("concept", concept.id)]
+            ctx.problems.append(Problem(file, line, f"concept '{concept.id}' is no question's tag: aliases need a tag to point at"))
     ctx.problems.extend(_duplicate_examples(content))
     if ctx.problems:
         raise ContentError(ctx.problems)

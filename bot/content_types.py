@@ -127,6 +127,14 @@ class Topic:
 
 
 @dataclass(frozen=True, slots=True)
+class Concept:
+    """Other names members use for a practice-bank tag ("backprop" for backpropagation)."""
+
+    id: str  # a tag some question carries
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Question:
     id: str
     topic: str
@@ -266,6 +274,7 @@ class Content:
     sections: dict[str, Section]
     topics: dict[str, Topic]
     questions: dict[str, Question]
+    concepts: dict[str, Concept]
     courses: dict[str, Course]
     certifications: dict[str, Certification]
     resources: dict[str, Resource]

@@ -128,6 +128,7 @@ class Router:
         self._add_all("sequence", ((s.id, (s.id, s.title, *s.aliases)) for s in c.sequences))
         tags = {tag for q in c.questions.values() for tag in q.tags if tag not in GENERIC_TAGS}
         self._add_all("concept", ((tag, (tag.replace("-", " "),)) for tag in tags))
+        self._add_all("concept", ((x.id, x.aliases) for x in c.concepts.values()))
 
     def _build_vocabulary(self, examples: dict) -> frozenset[str]:
         """Words typo correction may aim at: function words, command words, content names,

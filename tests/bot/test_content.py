@@ -207,3 +207,9 @@ def test_a_file_given_as_the_content_directory_is_called_a_file(tmp_path: Path) 
     readme.write_text("# not content\n")
     assert any("is a file, not a content directory" in p for p in problems(readme))
     assert any("content directory not found" in p for p in problems(tmp_path / "missing"))
+
+
+def test_a_concept_alias_must_point_at_a_questions_tag(content_dir: Path) -> None:
+    line = edit(content_dir / "practice.yaml", "- {id: backpropagation,", "- {id: backpropogation,")
+    found = problems(content_dir)
+    assert any(p.startswith(f"content/practice.yaml:{line}: concept 'backpropogation' is no question's tag") for p in found), found

@@ -279,3 +279,10 @@ def test_each_kind_takes_its_own_longest_match(router) -> None:
     found, explained = router.entities(words)
     assert {("step", "portfolio"), ("section", "portfolio")} <= {(e.kind, e.id) for e in found}
     assert {1, 2} <= explained
+
+
+@pytest.mark.parametrize(("text", "concept"), [("how does backprop work", "backpropagation"), ("explain xgboost to me", "gradient-boosting"),
+                                              ("what is data leakage", "leakage")])
+def test_concepts_answer_to_the_names_members_use(router, text: str, concept: str) -> None:
+    route = router.route(text)
+    assert route.command == "explain" and concept in route.ids("concept"), route
