@@ -1,12 +1,13 @@
 """The platform-neutral core: a `Message` in, a `Reply` out.
 
 `Core.handle` reads the member's context once (`Store.member_context`: the question the
-bot asked them, a notice waiting), routes the message once, checks permissions, records
-the message in one write (`Store.record_message`: usage, the miss log, the question
-dropped) and runs the command's handler. It turns any unexpected exception into a
-short apology with an error id (the traceback goes to the log under that id). Adapters
-call nothing else, except `complete` for autocomplete and `reload` for the admin content
-reload.
+bot asked them, a notice waiting, their timezone), routes the message once, checks
+permissions, and then, in one unit of work (`Store.unit`), records the message
+(`Store.record_message`: usage, the miss log, the question dropped, the notice taken)
+and runs the command's handler, whose changes commit with the record or not at all. It
+turns any unexpected exception into a short apology with an error id (the traceback
+goes to the log under that id). Adapters call nothing else, except `complete` for
+autocomplete and `reload` for the admin content reload.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Awaitable, Callable, Mapping
 
 from bot.apology import apology, logged_error, store_trouble
 from bot.commands import Choice, CommandSpec, Param, Registry
@@ -29,11 +30,12 @@ from bot.observe import Observer
 from bot.replies import Reply
 from bot.request import Clock, Request
 from bot.router import CLARIFY, FALLBACK, SMALLTALK, Route, Router
-from bot.store import MemberContext, MessageRecord, Store
+from bot.store import MemberContext, MessageRecord, Outcome, Store
 from bot.suggest import closest, did_you_mean, ranked
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord's autocomplete limit; Slack's external selects allow more
+Answer = Callable[[str | None], Awaitable[Reply]]  # the reply, given the notice taken for it (if any)
 
 
 def utc_now() -> dt.datetime:
@@ -44,7 +46,8 @@ def _conversation_record(message: Message, route: Route, clear_pending: bool) ->
     """Clarify and fallback go to the miss log (for the admins' `unanswered`); small talk leaves nothing."""
     if route.command == SMALLTALK:
         return MessageRecord(clear_pending=clear_pending)
-    return MessageRecord(unanswered=message.text, outcome=route.command, near=tuple(route.choices), clear_pending=clear_pending)
+    outcome = Outcome.CLARIFY if route.command == CLARIFY else Outcome.FALLBACK
+    return MessageRecord(unanswered=message.text, outcome=outcome, near=tuple(route.choices), clear_pending=clear_pending)
 
 
 class Core:
@@ -102,41 +105,63 @@ class Core:
             return False
 
     async def _handle(self, message: Message) -> Reply:
-        """One read of the member's context, one routing, one write, the handler; a second
-        write only to take a notice the context showed waiting."""
+        """One read of the member's context, one routing, then the answer and what the
+        message leaves behind in one transaction."""
         context = await self.store.member_context(message.member_key) if self.store is not None else MemberContext()
         route, clear_pending = self._route(message, context)
         if route.command in (FALLBACK, CLARIFY, SMALLTALK):
-            await self._record(message, context, _conversation_record(message, route, clear_pending))
-            return self._converse(message, route)
+
+            async def converse(_: str | None) -> Reply:
+                return self._converse(message, route)
+
+            return await self._recorded(message, context, _conversation_record(message, route, clear_pending), converse)
         spec = self.registry.get(route.command)
         assert spec is not None
         if spec.admin and not message.is_admin:
-            await self._record(message, context, MessageRecord(clear_pending=clear_pending))
-            return Reply(text=f"`{spec.name}` is for admins only.", ephemeral=True, command=spec.name)
-        # before the handler, so `forget me` erases this row too and `mydata` lists it
-        await self._record(message, context, MessageRecord(command=spec.name, clear_pending=clear_pending))
-        reply = await spec.handler(Request(message, route, dict(route.args), self))
+
+            async def refuse(_: str | None) -> Reply:
+                return Reply(text=f"`{spec.name}` is for admins only.", ephemeral=True, command=spec.name)
+
+            return await self._recorded(message, context, MessageRecord(clear_pending=clear_pending), refuse)
+
+        async def run(notice: str | None) -> Reply:
+            return await self._run(spec, Request(message, route, dict(route.args), self, context, notice))
+
+        return await self._recorded(message, context, MessageRecord(command=spec.name, clear_pending=clear_pending, take_notice=True), run)
+
+    async def _recorded(self, message: Message, context: MemberContext, record: MessageRecord, answer: Answer) -> Reply:
+        """The answer and the record in one unit of work: the handler's changes land with
+        the record, or (on any exception) nothing of the message does. If the record
+        can't be written, the answer is made without it: reads still answer, and a
+        command that saves something says that nothing can be saved. If only the commit
+        fails and the handler changed nothing, its answer stands."""
+        if self.store is None:
+            return await answer(None)
+        reply: Reply | None = None
+        recorded = changed = False
+        try:
+            async with self.store.unit() as unit:
+                notice = await self.store.record_message(message.member_key, context, record, self.clock())
+                recorded, before = True, unit.writes
+                reply = await answer(notice)
+                changed = unit.writes > before
+        except StoreError as exc:
+            if recorded and (reply is None or changed):
+                raise  # the handler's own change failed: the member reads that nothing was saved
+            log.warning("could not record a message of %s: %s", message.member_key, exc)
+        return reply if reply is not None else await answer(None)
+
+    async def _run(self, spec: CommandSpec, request: Request) -> Reply:
+        """The command's handler; a personal reply made private, and the notice taken for
+        the message in the footer unless the handler showed it."""
+        reply = await spec.handler(request)
         if spec.personal and not reply.ephemeral:
             reply = dataclasses.replace(reply, ephemeral=True)
         if not reply.command:
             reply = dataclasses.replace(reply, command=spec.name)
-        if context.notice is None:
-            return reply
-        # a weekly nudge could not reach the member: tell them once (unless the handler did)
-        notice = await self._record(message, context, MessageRecord(take_notice=True))
-        return dataclasses.replace(reply, footer=f"{reply.footer}\n\n{notice}".strip()) if notice else reply
-
-    async def _record(self, message: Message, context: MemberContext, record: MessageRecord) -> str | None:
-        """Write what the message leaves behind; the notice taken, if any. A failed write
-        costs usage counts, the miss log or the notice, never the answer."""
-        if self.store is None:
-            return None
-        try:
-            return await self.store.record_message(message.member_key, context, record, self.clock())
-        except StoreError as exc:
-            log.warning("could not record a message of %s: %s", message.member_key, exc)
-            return None
+        if request.notice and not request.notice_shown:
+            reply = dataclasses.replace(reply, footer=f"{reply.footer}\n\n{request.notice}".strip())
+        return reply
 
     def _converse(self, message: Message, route: Route) -> Reply:
         if route.command == SMALLTALK:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from bot.content import Content, Problem
     from bot.messages import Message
     from bot.router import Route, Router
-    from bot.store import Store
+    from bot.store import MemberContext, Store
 
 Clock = Callable[[], dt.datetime]
 
@@ -38,12 +38,29 @@ class Bot(Protocol):
 
 @dataclass
 class Request:
-    """The message, its route and arguments, and the bot's state."""
+    """The message, its route and arguments, the bot's state, and what the core read of
+    the member before routing (`context`), which a handler uses instead of asking the
+    store again."""
 
     message: Message
     route: Route
     args: dict[str, str]
     core: Bot
+    context: MemberContext
+    # A notice taken for this message (a weekly nudge could not reach the member): the
+    # core adds it to the reply's footer, unless the handler shows it (`show_notice`).
+    notice: str | None = None
+    notice_shown: bool = False
+
+    def show_notice(self) -> str | None:
+        """The notice taken for this message, for a handler that shows it itself."""
+        self.notice_shown = True
+        return self.notice
+
+    @property
+    def timezone(self) -> str:
+        """The member's timezone as stored (UTC when none is)."""
+        return self.context.timezone or "UTC"
 
     @property
     def content(self) -> Content:

@@ -157,7 +157,7 @@ async def _grade(req: "Request", grade: int) -> Reply:
         return Reply(text="You've already graded that question. Say `mock` to carry on.", ephemeral=True)
     if graded.current is None:
         return await _close(req, "Mock interview done")
-    when = comes_back(state.due_at, req.now, member_zone(await req.store.timezone(req.member)))
+    when = comes_back(state.due_at, req.now, member_zone(req.timezone))
     return _question(req.content, graded, "Mock interview", f"Graded {GRADE_NAMES[grade]}: that card comes back {when}.")
 
 
@@ -192,7 +192,7 @@ async def _summary(req: "Request", session: MockSession, title: str) -> Reply:
         text += f" Weakest topic: {c.topics[weakest].name}."
         actions.insert(0, Action(f"Practise {c.topics[weakest].name}", f"practice {weakest}", "primary"))
     cards = await req.store.cards(req.member)
-    zone = member_zone(await req.store.timezone(req.member))
+    zone = member_zone(req.timezone)
     back = sorted((cards[q].due_at, q, g) for q, g in graded if q in cards)
     lines = [f"{quote(c.questions[q].question, 80)} ({c.topics[c.questions[q].topic].name}, {GRADE_NAMES[g]}): {comes_back(due, req.now, zone)}" for due, q, g in back]
     return Reply(

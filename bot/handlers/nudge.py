@@ -237,12 +237,10 @@ def _text_of(req: "Request") -> str:
 
 
 async def nudge(req: "Request") -> Reply:
-    store = req.store
-    member = req.member
     profile_zone = resolve_timezone(req.message.timezone) if req.message.timezone else None
-    if profile_zone and profile_zone != await store.timezone(member):
-        await store.set_member_field(member, "timezone", profile_zone)
-    notice = await nudges.pending_notice(store, member)
+    if profile_zone and profile_zone != req.timezone:
+        await req.store.set_member_field(req.member, "timezone", profile_zone)
+    notice = req.show_notice()  # at the top, not in the footer
     parsed = parse(_text_of(req))
     if parsed.problems:
         reply = Reply(title="Nothing changed", items=tuple(parsed.problems), footer=_unchanged_footer(parsed), ephemeral=True)
@@ -268,7 +266,7 @@ def _unchanged_footer(parsed: Parsed) -> str:
 
 async def _on(req: "Request", parsed: Parsed, profile_zone: str | None) -> Reply:
     existing = await nudges.get_subscription(req.store, req.member)
-    stored_zone = await req.store.timezone(req.member)
+    stored_zone = req.timezone  # as it was before this message; a profile zone comes first anyway
     if parsed.timezone:
         zone, why = parsed.timezone, ""
     elif existing is not None:

@@ -12,7 +12,7 @@ from bot.handlers.nudge import summary_line
 from bot.progress_state import COURSE, STEP, member_zone, next_step_for, visible_done
 from bot.replies import Action, Attachment, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, retrievability, schedule
-from bot.store import CardState
+from bot.store import CardState, Outcome
 from bot.suggest import closest
 from bot.streaks import weekly_streak
 from bot.text import FUNCTION_WORDS, quote
@@ -36,8 +36,7 @@ async def _practice_summary(req: "Request") -> tuple[int, int, float | None]:
 
 
 async def member_streak(req: "Request") -> int:
-    zone = member_zone(await req.store.timezone(req.member))
-    return weekly_streak(await req.store.activity_times(req.member), zone, req.now)
+    return weekly_streak(await req.store.activity_times(req.member), member_zone(req.timezone), req.now)
 
 
 async def progress(req: "Request") -> Reply:
@@ -149,8 +148,7 @@ async def undo(req: "Request") -> Reply:
 
 async def streak(req: "Request") -> Reply:
     weeks = await member_streak(req)
-    zone = await req.store.timezone(req.member)
-    text = f"{weeks} week(s) in a row with study activity (weeks in {zone})."
+    text = f"{weeks} week(s) in a row with study activity (weeks in {req.timezone})."
     if weeks == 0:
         text = "No streak yet: mark a step done or grade a practice card this week to start one."
     return Reply(title="Your study streak", text=text, ephemeral=True)
@@ -270,7 +268,7 @@ async def grade(req: "Request") -> Reply:
     if not await req.store.save_review(req.member, state, value, req.now, expected_card=current):
         return Reply(text="You've already graded that card. Say `practice` for the next question.", ephemeral=True)
     topic = req.content.questions[current].topic
-    when = comes_back(state.due_at, req.now, member_zone(await req.store.timezone(req.member)))
+    when = comes_back(state.due_at, req.now, member_zone(req.timezone))
     return Reply(
         text=f"Graded {GRADE_NAMES[value]}. You'll see this card again {when}.",
         actions=(Action("Next question", f"practice {topic}", "primary"),),
@@ -338,7 +336,7 @@ async def mydata(req: "Request") -> Reply:
 async def forget(req: "Request") -> Reply:
     confirm = req.args.get("confirm")
     # Deleting takes two steps by the same member: "forget yes" typed in one go only asks.
-    if confirm == "yes" and await req.store.pending_action(req.member) == "forget":
+    if confirm == "yes" and req.context.pending_action == "forget":
         rows = await req.store.forget(req.member)
         return Reply(text=f"Done: I deleted everything stored about you ({rows} records). Nothing of yours is left.", ephemeral=True)
     if confirm == "no":  # the "No, keep it" button: the question is answered, a later "yes" deletes nothing
@@ -363,7 +361,7 @@ async def unanswered(req: "Request") -> Reply:
     if not rows:
         return Reply(text="No unanswered questions recorded yet.", ephemeral=True)
     items = tuple(
-        f"{row.count}x \"{quote(row.text, 80)}\" (last {row.last_seen:%Y-%m-%d}; {'asked back' if row.outcome == 'clarify' else 'no answer'}"
+        f"{row.count}x \"{quote(row.text, 80)}\" (last {row.last_seen:%Y-%m-%d}; {'asked back' if row.outcome is Outcome.CLARIFY else 'no answer'}"
         + (f"; closest: {', '.join(row.near)})" if row.near else ")")
         for row in rows
     )

@@ -4,6 +4,7 @@ subscriptions and sends, and conversation state.
 
 - `bot.store.base.Store`: every query, portable SQL; `bot.store.nudges`: the nudge
   queries and their exactly-once contract; `bot.store.migrations`: the schema;
+  `bot.store.unit`: a message's unit of work (`Store.unit`), one transaction;
 - `bot.store.sqlite.SqliteStore` (the default) and `bot.store.postgres.PostgresStore`
   (`MLBOT_DB=postgresql://...`, for replicas): connections and transactions.
 
@@ -17,14 +18,14 @@ from typing import AsyncIterator
 
 from bot.errors import StoreError
 from bot.srs import CardState
-from bot.store.base import MemberContext, MessageRecord, MockSession, Store, Unanswered
+from bot.store.base import MemberContext, MessageRecord, MockSession, Outcome, Store, Unanswered, Visits
 from bot.store.migrations import MIGRATIONS, PERSONAL_TABLES
 from bot.store.sql import Tx, iso, parse_time, split_member
 from bot.store.sqlite import SqliteStore
 
 __all__ = [
-    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MemberContext", "MessageRecord", "MockSession", "SqliteStore", "Store", "StoreError", "Tx",
-    "Unanswered", "is_postgres", "iso", "make_store", "open_store", "parse_time", "split_member",
+    "MIGRATIONS", "PERSONAL_TABLES", "CardState", "MemberContext", "MessageRecord", "MockSession", "Outcome", "SqliteStore", "Store", "StoreError",
+    "Tx", "Unanswered", "Visits", "is_postgres", "iso", "make_store", "open_store", "parse_time", "split_member",
 ]
 
 

@@ -2,11 +2,15 @@
 placeholders, `ON CONFLICT`, `RETURNING`, ISO-8601 UTC text for times); a backend
 subclass (`bot.store.sqlite`, `bot.store.postgres`) brings the connection and
 transactions. The nudge queries are `bot.store.nudges.NudgeQueries`, mixed in here.
+Every method is one transaction, or joins the calling task's unit of work
+(`Store.unit`, `bot.store.unit`).
 """
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Awaitable, Callable, Iterable
 
 from bot.errors import StoreError
@@ -14,6 +18,14 @@ from bot.srs import CardState
 from bot.store.migrations import PERSONAL_TABLES
 from bot.store.nudges import NudgeQueries
 from bot.store.sql import Tx, iso, parse_time, split_member
+from bot.store.unit import Unit, current, unit_of_work
+
+
+class Outcome(StrEnum):
+    """What the bot did with a question it could not answer outright."""
+
+    FALLBACK = "fallback"  # said what it covers and offered what came closest
+    CLARIFY = "clarify"  # asked back: did you mean ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +35,7 @@ class Unanswered:
     text: str
     count: int
     last_seen: dt.datetime
-    outcome: str
+    outcome: Outcome
     near: tuple[str, ...]
 
 
@@ -45,27 +57,39 @@ class MockSession:
 
 @dataclass(frozen=True, slots=True)
 class MemberContext:
-    """What the core needs of a member before it routes a message, read at once: their
-    row (None: never seen), the question the bot asked them (`pending_action`) and a
-    nudge notice waiting to be shown."""
+    """What the core and the handlers need of a member, read at once before the message
+    is routed: their row (None: never seen), the question the bot asked them
+    (`pending_action`), a nudge notice waiting to be shown and their timezone (None:
+    not known)."""
 
     member_id: int | None = None
     pending_action: str | None = None
     notice: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """What a message leaves behind, written in one transaction after its handler: the
-    command used, or the text the bot could not answer outright (with `outcome` and the
-    intents it came `near`); the pending question cleared; the notice shown."""
+    """What a message leaves behind, written with its handler's changes: the command
+    used, or the text the bot could not answer outright (with `outcome` and the intents
+    it came `near`); the pending question cleared; the notice taken to be shown."""
 
     command: str | None = None
     unanswered: str | None = None
-    outcome: str = "fallback"
+    outcome: Outcome = Outcome.FALLBACK
     near: tuple[str, ...] = ()
     clear_pending: bool = False
     take_notice: bool = False
+
+
+@dataclass(slots=True)
+class Visits:
+    """How often the store went to the database: reads on their own, and transactions
+    (a unit of work is one, however many writes and reads join it). For observability,
+    and for the tests that hold a message to one read and one write."""
+
+    reads: int = 0
+    transactions: int = 0
 
 
 _MOCK_COLUMNS = "questions, grades, topic, started_at"
@@ -85,28 +109,32 @@ async def _mock_of(db: Tx, member: int) -> MockSession | None:
     return _mock(rows[0]) if rows else None
 
 
-async def _count_unanswered(db: Tx, normal: str, now: dt.datetime, outcome: str, near: Iterable[str], member: int | None) -> None:
-    """One more ask of `normal` (normalised text) on the admin list, and on the member's own count."""
+async def _count_unanswered(db: Tx, normal: str, now: dt.datetime, outcome: Outcome, near: Iterable[str], member: int) -> None:
+    """One more ask of `normal` (normalised text) on the admin list, which never says who
+    asked, and on the member's own count (theirs, for `mydata` and `forget`)."""
     await db.execute(
         "INSERT INTO unanswered (text, count, last_seen, outcome, near) VALUES (?, 1, ?, ?, ?) "
         "ON CONFLICT (text) DO UPDATE SET count = unanswered.count + 1, last_seen = excluded.last_seen, "
         "outcome = excluded.outcome, near = excluded.near",
-        (normal, iso(now), outcome, ",".join(near)),
+        (normal, iso(now), outcome.value, ",".join(near)),
     )
-    if member is not None:
-        await db.execute(
-            "INSERT INTO unanswered_asks (member_id, question, count, last_asked) VALUES (?, ?, 1, ?) "
-            "ON CONFLICT (member_id, question) DO UPDATE SET count = unanswered_asks.count + 1, last_asked = excluded.last_asked",
-            (member, normal, iso(now)),
-        )
+    await db.execute(
+        "INSERT INTO unanswered_asks (member_id, question, count, last_asked) VALUES (?, ?, 1, ?) "
+        "ON CONFLICT (member_id, question) DO UPDATE SET count = unanswered_asks.count + 1, last_asked = excluded.last_asked",
+        (member, normal, iso(now)),
+    )
 
 
 class Store(NudgeQueries):
     """Every query the bot makes, for any backend. Subclasses implement `open`, `close`,
-    `_write` (one transaction: all of `work` lands, or none), `_read` and `_read_dicts`."""
+    `_open_transaction` (all of it lands, or none), `_rows` and `_dicts` (a query, in the
+    given transaction or on its own)."""
 
     path: str
     read_only = False  # the database refuses writes: answer from it, record no usage
+
+    def __init__(self) -> None:
+        self.visits = Visits()
 
     async def open(self, *, migrate: bool = True, check: bool = False) -> None:
         """Connect and bring the schema up to date (`migrate=False` leaves the database as
@@ -117,14 +145,46 @@ class Store(NudgeQueries):
     async def close(self) -> None:
         raise NotImplementedError
 
-    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
+    def _open_transaction(self) -> AbstractAsyncContextManager[Tx]:
         raise NotImplementedError
+
+    async def _rows(self, sql: str, params: tuple, tx: Tx | None) -> list[tuple]:
+        raise NotImplementedError
+
+    async def _dicts(self, sql: str, params: tuple, tx: Tx | None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def unit(self) -> AbstractAsyncContextManager[Unit]:
+        """A unit of work for the calling task: the store calls made inside it, by this
+        task only, land in one transaction when the block ends, or none of them does."""
+        return unit_of_work(self)
+
+    def _transaction(self) -> AbstractAsyncContextManager[Tx]:
+        self.visits.transactions += 1
+        return self._open_transaction()
+
+    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
+        """Run `work` in one transaction (the task's unit of work, if one is open)."""
+        unit = current(self)
+        if unit is not None:
+            return await unit.write(work)
+        async with self._transaction() as tx:
+            return await work(tx)
+
+    def _joined(self) -> Tx | None:
+        """The transaction of the task's unit of work, once a write began it; a read
+        outside one counts as a visit of its own."""
+        unit = current(self)
+        if unit is None or unit.tx is None:
+            self.visits.reads += 1
+            return None
+        return unit.tx
 
     async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        raise NotImplementedError
+        return await self._rows(sql, params, self._joined())
 
     async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        return await self._dicts(sql, params, self._joined())
 
     async def ping(self) -> bool:
         """True when the database answers a query (for /healthz)."""
@@ -171,9 +231,6 @@ class Store(NudgeQueries):
     async def timezone(self, key: str) -> str:
         return await self.member_field(key, "timezone") or "UTC"
 
-    async def pending_action(self, key: str) -> str | None:
-        return await self.member_field(key, "pending_action")
-
     async def set_pending_action(self, key: str, action: str | None) -> None:
         await self.set_member_field(key, "pending_action", action)
 
@@ -181,17 +238,18 @@ class Store(NudgeQueries):
         """The member's `MemberContext`, in one read."""
         platform, user = split_member(key)
         rows = await self._read(
-            "SELECT m.id, m.pending_action, s.notice FROM members m LEFT JOIN subscriptions s ON s.member_id = m.id "
+            "SELECT m.id, m.pending_action, s.notice, m.timezone FROM members m LEFT JOIN subscriptions s ON s.member_id = m.id "
             "WHERE m.platform = ? AND m.user_id = ?",
             (platform, user),
         )
         return MemberContext(*rows[0]) if rows else MemberContext()
 
     async def record_message(self, key: str, context: MemberContext, record: MessageRecord, now: dt.datetime) -> str | None:
-        """Write what a message leaves behind (`record`) in one transaction, against the
-        `context` read before it; returns the notice if this call took it (None: there was
-        none, the handler showed it, or the database is read-only). A member erased while
-        the message was handled (`forget me`) stays erased: nothing is written."""
+        """Write what a message leaves behind (`record`), against the `context` read
+        before it; returns the notice if this call took it (None: there was none, another
+        message took it, or the database is read-only). A member erased since the context
+        was read stays erased: nothing is written. In the message's unit of work
+        (`unit`), this is its first write, so the handler's changes land with it."""
         unanswered = " ".join((record.unanswered or "").lower().split())[:200]
         clear_pending = record.clear_pending and context.pending_action is not None
         take_notice = record.take_notice and context.notice is not None
@@ -398,27 +456,11 @@ class Store(NudgeQueries):
 
     # --- usage and admin --------------------------------------------------------------
 
-    async def record_unanswered(
-        self, text: str, now: dt.datetime, *, member: str | None = None, outcome: str = "fallback", near: Iterable[str] = ()
-    ) -> None:
-        """Count a question the bot could not answer outright (`fallback`) or asked back
-        about (`clarify`), normalised, with the intents it came closest to: what an editor
-        needs to add the missing example. The admin list never says who asked; the
-        member's own count in `unanswered_asks` is theirs, for `mydata` and `forget`."""
-        normal = " ".join(text.lower().split())[:200]
-        if not normal or self.read_only:
-            return
-
-        async def work(db: Tx) -> None:
-            await _count_unanswered(db, normal, now, outcome, near, None if member is None else await self._member_id(db, member, now))
-
-        await self._write(work)
-
     async def unanswered(self, limit: int) -> list[Unanswered]:
         rows = await self._read(
             "SELECT text, count, last_seen, outcome, near FROM unanswered ORDER BY count DESC, last_seen DESC LIMIT ?", (limit,)
         )
-        return [Unanswered(r[0], r[1], parse_time(r[2]), r[3] or "fallback", tuple(filter(None, (r[4] or "").split(",")))) for r in rows]
+        return [Unanswered(r[0], r[1], parse_time(r[2]), Outcome(r[3] or Outcome.FALLBACK), tuple(filter(None, (r[4] or "").split(",")))) for r in rows]
 
     async def stats(self, since: dt.datetime) -> dict[str, Any]:
         members = (await self._read("SELECT COUNT(*) FROM members"))[0][0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import asyncpg
 
@@ -25,6 +25,7 @@ _PLACEHOLDER = re.compile(r"\?")
 _ROWCOUNT = re.compile(r"(\d+)$")
 POOL_SIZE = 10
 MIGRATION_LOCK = 726_104  # pg_advisory_xact_lock key: replicas starting at once migrate one at a time
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def to_postgres(sql: str) -> str:
@@ -56,19 +57,19 @@ class _Transaction(Tx):
     """An asyncpg connection inside a transaction, shaped like aiosqlite's."""
 
     def __init__(self, conn: asyncpg.Connection):
-        self._conn = conn
+        self.conn = conn
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _Cursor:
         statement = to_postgres(sql)
         if _returns_rows(sql):
-            rows = [tuple(r) for r in await self._conn.fetch(statement, *parameters)]
+            rows = [tuple(r) for r in await self.conn.fetch(statement, *parameters)]
             return _Cursor(rows, len(rows))
-        status = await self._conn.execute(statement, *parameters)
+        status = await self.conn.execute(statement, *parameters)
         match = _ROWCOUNT.search(status)
         return _Cursor([], int(match.group(1)) if match else 0)
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple]:
-        return [tuple(r) for r in await self._conn.fetch(to_postgres(sql), *parameters)]
+        return [tuple(r) for r in await self.conn.fetch(to_postgres(sql), *parameters)]
 
 
 def redacted(url: str) -> str:
@@ -91,6 +92,7 @@ class PostgresStore(Store):
     _skip_locked = " FOR UPDATE OF s SKIP LOCKED"
 
     def __init__(self, url: str):
+        super().__init__()
         self.path = url
         self._pool: asyncpg.Pool | None = None
 
@@ -106,7 +108,7 @@ class PostgresStore(Store):
                 await self._migrate()
         except BaseException as exc:  # a newer schema too: close the pool before saying so
             await self.close()
-            if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            if isinstance(exc, _DATABASE_ERRORS):
                 raise StoreError(f"Can't use the PostgreSQL database {self._where()} ({type(exc).__name__}: {exc}). Check MLBOT_DB and that the server is up.") from None
             raise
 
@@ -116,7 +118,7 @@ class PostgresStore(Store):
             await pool.close()
 
     async def _migrate(self) -> None:
-        async with self._transaction() as conn:
+        async with self._connection_in_transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
             version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
@@ -131,31 +133,39 @@ class PostgresStore(Store):
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection_in_transaction(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StoreError(f"The database {self._where()} is not open.")
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 yield conn
 
-    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
+    @asynccontextmanager
+    async def _open_transaction(self) -> AsyncIterator[Tx]:
+        """A pooled connection in one transaction: all of it lands, or none."""
         try:
-            async with self._transaction() as conn:
-                return await work(_Transaction(conn))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            async with self._connection_in_transaction() as conn:
+                yield _Transaction(conn)
+        except _DATABASE_ERRORS as exc:
             log.error("A write to the database %s failed: %s: %s", self._where(), type(exc).__name__, exc)
-            raise StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.") from None
+            raise self._unavailable(exc) from None
 
-    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return [tuple(r) for r in await self._fetch(sql, params)]
+    async def _rows(self, sql: str, params: tuple, tx: Tx | None) -> list[tuple]:
+        return [tuple(r) for r in await self._fetch(sql, params, tx)]
 
-    async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        return [dict(r.items()) for r in await self._fetch(sql, params)]
+    async def _dicts(self, sql: str, params: tuple, tx: Tx | None) -> list[dict[str, Any]]:
+        return [dict(r.items()) for r in await self._fetch(sql, params, tx)]
 
-    async def _fetch(self, sql: str, params: tuple) -> list[asyncpg.Record]:
+    async def _fetch(self, sql: str, params: tuple, tx: Tx | None) -> list[asyncpg.Record]:
+        """The rows of one query: in the unit of work's transaction, or on any pooled connection."""
         if self._pool is None:
             raise StoreError(f"The database {self._where()} is not open.")
         try:
+            if isinstance(tx, _Transaction):
+                return await tx.conn.fetch(to_postgres(sql), *params)
             return await self._pool.fetch(to_postgres(sql), *params)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.") from None
+        except _DATABASE_ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> StoreError:
+        return StoreError(f"The PostgreSQL database {self._where()} can't be used right now ({type(exc).__name__}). Try again shortly.")

@@ -13,8 +13,9 @@ import logging
 import os
 import sqlite3
 import time
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator
 
 import aiosqlite
 
@@ -31,10 +32,12 @@ class SqliteStore(Store):
     """The store in one SQLite file (or `:memory:`)."""
 
     def __init__(self, path: str):
+        super().__init__()
         self.path = path
         self._db: Tx | None = None
         # One connection serves every coroutine: a transaction must not interleave with
         # another's statements, so writes and reads take turns.
+        # A unit of work holds it from its first write to its end.
         self._lock = asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -172,8 +175,9 @@ class SqliteStore(Store):
             raise StoreError(f"The database {self.path} is not open.")
         return self._db
 
-    async def _write(self, work: Callable[[Tx], Awaitable[Any]]) -> Any:
-        """Run `work` in one immediate transaction: all of it lands, or none."""
+    @asynccontextmanager
+    async def _open_transaction(self) -> AsyncIterator[Tx]:
+        """One immediate transaction: all of it lands, or none."""
         db = self._conn
         if self.read_only:
             raise StoreError(
@@ -187,9 +191,8 @@ class SqliteStore(Store):
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
             try:
-                result = await work(db)
+                yield db
                 await db.execute("COMMIT")
-                return result
             except sqlite3.Error as exc:
                 await self._rollback()
                 log.error("A write to the database %s failed: %s", self.path, exc)
@@ -243,16 +246,21 @@ class SqliteStore(Store):
             partial.unlink(missing_ok=True)
             raise StoreError(f"Can't write the backup {dest} ({exc}). Check that its folder exists and is writable.") from None
 
-    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _turn(self, tx: Tx | None) -> AbstractAsyncContextManager[Any]:
+        """The connection's turn for a query: inside a unit of work's transaction the unit
+        holds it already; on its own, the query waits for it."""
+        return nullcontext() if tx is not None else self._lock
+
+    async def _rows(self, sql: str, params: tuple, tx: Tx | None) -> list[tuple]:
         try:
-            async with self._lock:
+            async with self._turn(tx):
                 return list(await self._conn.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
-    async def _read_dicts(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    async def _dicts(self, sql: str, params: tuple, tx: Tx | None) -> list[dict[str, Any]]:
         try:
-            async with self._lock:
+            async with self._turn(tx):
                 cursor = await self._conn.execute(sql, params)
                 columns = [c[0] for c in cursor.description]
                 return [dict(zip(columns, row)) for row in await cursor.fetchall()]

@@ -1,6 +1,7 @@
 """Progress, practice, streaks and privacy, through the core and through `mlbot ask`."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 import json
@@ -13,9 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.commands import CommandSpec, Registry
 from bot.core import Core
+from bot.handlers import build_registry
 from bot.messages import Message
-from bot.replies import render_text
+from bot.replies import Reply, render_text
 from bot.store import Store, open_store
 from bot.streaks import weekly_streak
 
@@ -378,46 +381,86 @@ async def test_data_commands_pick_the_platform(tmp_path: Path, clock) -> None:
     assert missing.returncode == 1 and "There is no database at" in missing.stderr and not (tmp_path / "none.sqlite3").exists()
 
 
-# --- a message's trip: one read, one write ---------------------------------------------------
+# --- a message's trip: one read, one transaction ----------------------------------------------
 
 
-class _CountingStore:
-    """The real store, counting the public calls and the transactions behind them."""
+class _CallLog:
+    """The real store, logging which of its public methods a message calls."""
 
     def __init__(self, store: Store) -> None:
-        self.store, self.calls, self.reads, self.writes = store, [], 0, 0
-        read, write = store._read, store._write
-
-        async def counted_read(sql, params=()):
-            self.reads += 1
-            return await read(sql, params)
-
-        async def counted_write(work):
-            self.writes += 1
-            return await write(work)
-
-        store._read, store._write = counted_read, counted_write
+        self.store, self.calls = store, []
 
     def __getattr__(self, name: str):
         value = getattr(self.store, name)
         if name.startswith("_") or not inspect.iscoroutinefunction(value):
             return value
 
-        async def counted(*args, **kwargs):
+        async def logged(*args, **kwargs):
             self.calls.append(name)
             return await value(*args, **kwargs)
 
-        return counted
+        return logged
+
+
+async def _visits_of(store: Store, core: Core, message: Message) -> tuple[int, int]:
+    """The reads and transactions the store made for one message."""
+    reads, transactions = store.visits.reads, store.visits.transactions
+    await core.handle(message)
+    return store.visits.reads - reads, store.visits.transactions - transactions
 
 
 async def test_a_plain_question_costs_one_read_and_one_write(content, store, clock) -> None:
-    counting = _CountingStore(store)
-    core = Core(content, store=counting, clock=clock)
+    logged = _CallLog(store)
+    core = Core(content, store=logged, clock=clock)
     for text in ("salary senior", "Flurble wibble zonk"):  # a command, then one the bot can't answer
-        counting.calls, counting.reads, counting.writes = [], 0, 0
-        await core.handle(Message("console", "alice", text))
-        assert counting.calls == ["member_context", "record_message"], text
-        assert (counting.reads, counting.writes) == (1, 1), text
+        logged.calls = []
+        assert await _visits_of(store, core, Message("console", "alice", text)) == (1, 1), text
+        assert logged.calls == ["member_context", "record_message"], text
+
+
+async def test_done_and_its_usage_are_one_transaction(content, store, clock) -> None:
+    """The handler's reads and its write join the message's transaction."""
+    core = Core(content, store=store, clock=clock)
+    assert await _visits_of(store, core, Message("console", "alice", "done python fundamentals")) == (1, 1)
+    data = await store.export("console:alice")
+    assert [r["command"] for r in data["command_log"]] == ["done"] and [r["item_id"] for r in data["progress"]] == ["python-fundamentals"]
+
+
+def _with_broken_command() -> Registry:
+    """The real commands, and `broken`, which saves a step done and then fails."""
+
+    async def broken(req) -> Reply:
+        await req.store.mark_done(req.member, "step", "python-fundamentals", req.now)
+        for _ in range(5):  # let a message handled meanwhile run on
+            await asyncio.sleep(0)
+        raise RuntimeError("the handler broke after its write")
+
+    registry = build_registry()
+    registry.add(CommandSpec("broken", "Saves, then breaks.", broken, personal=True, needs_store=True))
+    return registry
+
+
+async def test_a_handler_that_fails_leaves_nothing_of_the_message(content, store, clock) -> None:
+    """No usage row and no change for a command that broke: the member gets the apology."""
+    core = Core(content, store=store, clock=clock, registry=_with_broken_command())
+    reply = await core.handle(Message("console", "new", command="broken"))
+    assert reply.command == "error" and "error id" in reply.text
+    assert await store.export("console:new") == {}  # not even the member row the message made
+    await core.handle(Message("console", "alice", "salary senior"))
+    assert (await core.handle(Message("console", "alice", command="broken"))).command == "error"
+    data = await store.export("console:alice")
+    assert [r["command"] for r in data["command_log"]] == ["salary"] and data["progress"] == []
+
+
+async def test_two_members_at_once_keep_their_own_transactions(content, store, clock) -> None:
+    """Alice's command fails while Bob's `done` is handled: his lands, nothing of hers does."""
+    core = Core(content, store=store, clock=clock, registry=_with_broken_command())
+    hers, his = await asyncio.gather(
+        core.handle(Message("console", "alice", command="broken")), core.handle(Message("console", "bob", "done python fundamentals"))
+    )
+    assert hers.command == "error" and "Marked done: Python fundamentals" in his.text
+    assert await store.export("console:alice") == {}
+    assert [r["item_id"] for r in (await store.export("console:bob"))["progress"]] == ["python-fundamentals"]
 
 
 async def test_a_read_only_database_answers_salary_when_the_usage_write_fails(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.srs import retrievability, schedule
-from bot.store import MIGRATIONS, PERSONAL_TABLES, StoreError, iso, open_store
+from bot.store import MIGRATIONS, PERSONAL_TABLES, MemberContext, MessageRecord, Outcome, StoreError, iso, open_store
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 
@@ -144,7 +145,7 @@ async def test_sm2_cards_become_fsrs_cards_due_when_they_were(db_target: str) ->
     assert schedule(hard, "hard-one", 3, due).due_at > due
 
 
-async def test_forget_leaves_no_row_of_the_member(tmp_path: Path, core, clock) -> None:
+async def test_forget_leaves_no_row_of_the_member(db_target: str, core, clock) -> None:
     from bot.messages import Message
 
     for text in ("done python fundamentals", "practice", "reveal", "good", "progress"):
@@ -153,13 +154,26 @@ async def test_forget_leaves_no_row_of_the_member(tmp_path: Path, core, clock) -
     await core.handle(Message("console", "gone", "forget me"))
     reply = await core.handle(Message("console", "gone", "yes"))
     assert "deleted everything" in reply.text
-    read = core.store._read
-    assert (await read("SELECT COUNT(*) FROM members WHERE user_id = 'gone'"))[0][0] == 0
-    member_ids = [r[0] for r in await read("SELECT id FROM members")]
-    for table in PERSONAL_TABLES:
-        rows = await read(f"SELECT member_id FROM {table}")
-        assert all(r[0] in member_ids for r in rows), table
-    assert (await read("SELECT COUNT(*) FROM progress"))[0][0] == 1  # the other member keeps theirs
+    assert await core.store.member_keys("gone") == [] and await core.store.export("console:gone") == {}
+    for table in PERSONAL_TABLES:  # and no row left behind without its member
+        assert await _scalar(db_target, f"SELECT COUNT(*) FROM {table} WHERE member_id NOT IN (SELECT id FROM members)") == 0, table
+    assert await _scalar(db_target, "SELECT COUNT(*) FROM progress") == 1  # the other member keeps theirs
+
+
+async def _scalar(target: str, sql: str):
+    """One value, read on a connection of the test's own (never the store's)."""
+    from bot.store import is_postgres
+
+    if not is_postgres(target):
+        with sqlite3.connect(target) as db:
+            return db.execute(sql).fetchone()[0]
+    import asyncpg
+
+    conn = await asyncpg.connect(target)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
 
 
 WRITER = textwrap.dedent(
@@ -302,21 +316,61 @@ async def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
             pass
 
 
-async def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """SQLite rolls back by itself on SQLITE_FULL; the store's own ROLLBACK must not then
-    fail and hide the real error. (A small max_page_count stands in for the full disk.)"""
-    async with open_store(str(tmp_path / "full.sqlite3")) as store:
-        pages = (await store._read("PRAGMA page_count"))[0][0]
-        await store._read(f"PRAGMA max_page_count = {pages + 2}")
-        with pytest.raises(StoreError, match=r"full.sqlite3 could not be written: its disk is full") as refused:
-            for n in range(100):
-                await store.mark_done(f"console:u{n}", "course", "c" * 3000, T0)
-        assert refused.value.member == "I couldn't save that right now; nothing was changed."  # what a member reads
-        failures = [r for r in caplog.records if r.name.startswith("bot.store")]
-        assert len(failures) == 1 and "database or disk is full" in failures[0].getMessage()
-        await store._read("PRAGMA max_page_count = 1000000")  # space again: the connection is not stuck in a transaction
-        assert await store.mark_done("console:after", "course", "c", T0)
+FILL_THE_DISK = textwrap.dedent(
+    """
+    import asyncio, datetime as dt, logging, sys
+    from pathlib import Path
+    from bot.store import StoreError, open_store
 
+    logging.basicConfig(level=logging.INFO, format="log %(name)s: %(message)s")
+    T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
+
+    async def main(folder):
+        async with open_store(str(folder / "full.sqlite3")) as store:
+            filler = folder / "filler"
+            with open(filler, "wb", buffering=0) as out:  # take every free byte
+                try:
+                    while True:
+                        out.write(bytes(65536))
+                except OSError:
+                    pass
+            try:
+                for n in range(100):
+                    await store.mark_done(f"console:u{n}", "course", "c" * 3000, T0)
+            except StoreError as exc:
+                print(f"refused: {exc}", f"member: {exc.member}", sep="\\n", flush=True)
+            filler.unlink()  # space again
+            print("after:", await store.mark_done("console:after", "course", "c", T0), flush=True)
+
+    asyncio.run(main(Path(sys.argv[1])))
+    """
+)
+
+
+def _on_a_small_disk(folder: Path, *command: str) -> subprocess.CompletedProcess:
+    """Run `command` with a 1 MB tmpfs mounted on `folder`, in a mount namespace of its
+    own (a user namespace too, so no root is needed where those are allowed)."""
+    folder.mkdir(exist_ok=True)
+    mount = 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"'
+    return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(folder), *command],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_full_disk_is_reported_once_and_the_store_recovers(tmp_path: Path) -> None:
+    """On a disk that is really full: SQLite rolls back by itself on SQLITE_FULL, and the
+    store's own ROLLBACK must not then fail and hide the real error; once there is space
+    again, the store writes."""
+    disk = tmp_path / "disk"
+    if shutil.which("unshare") is None or _on_a_small_disk(disk, "true").returncode != 0:
+        pytest.skip("no small disk here: unshare can't mount a tmpfs (user or mount namespaces not allowed)")
+    result = _on_a_small_disk(disk, sys.executable, "-c", FILL_THE_DISK, str(disk))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    refused, member, after = result.stdout.splitlines()
+    assert re.fullmatch(r"refused: The database .*full\.sqlite3 could not be written: its disk is full.*", refused), refused
+    assert member == "member: I couldn't save that right now; nothing was changed."  # what a member reads
+    failures = [line for line in result.stderr.splitlines() if line.startswith("log bot.store")]
+    assert len(failures) == 1 and "database or disk is full" in failures[0], result.stderr
+    assert after == "after: True"  # the connection is not stuck in a transaction
 
 
 async def _seeded(path: Path) -> None:
@@ -382,24 +436,26 @@ async def test_a_chmod_444_file_answers_reads_and_refuses_writes(tmp_path: Path)
         assert db.execute("SELECT item_id FROM progress").fetchall() == [("python-fundamentals",)]
 
 
+async def _unanswered(store, member: str, text: str, at: dt.datetime) -> None:
+    """`text` from `member`, which the bot could not answer, recorded as the core records it."""
+    await store.record_message(member, await store.member_context(member), MessageRecord(unanswered=text), at)
+
+
 async def test_forget_takes_back_the_members_unanswered_questions(store) -> None:
     """Each member's unanswered questions are linked to them: `forget` deletes the links,
-    a question only they asked leaves the admin list, a shared one counts one less,
-    and a row from before the links existed (no member) stays for admins."""
+    a question only they asked leaves the admin list, and a shared one counts one less.
+    (A row from before the links existed stays: see the schema 6 test below.)"""
     hour = dt.timedelta(hours=1)
-    await store.record_unanswered("Legacy question", T0)  # recorded without a member
-    await store.record_unanswered("legacy  question", T0 + hour, member="console:a")
-    await store.record_unanswered("only mine", T0, member="console:a")
-    await store.record_unanswered("Only Mine", T0 + hour, member="console:a")
-    await store.record_unanswered("shared", T0, member="console:a")
-    await store.record_unanswered("shared", T0 + hour, member="console:b")
+    await _unanswered(store, "console:a", "only mine", T0)
+    await _unanswered(store, "console:a", "Only  Mine", T0 + hour)
+    await _unanswered(store, "console:a", "shared", T0)
+    await _unanswered(store, "console:b", "shared", T0 + hour)
     asks = (await store.export("console:a"))["unanswered_asks"]
-    assert sorted((a["question"], a["count"]) for a in asks) == [("legacy question", 1), ("only mine", 2), ("shared", 1)]
-    assert {r.text: r.count for r in await store.unanswered(10)} == {"legacy question": 2, "only mine": 2, "shared": 2}
+    assert sorted((a["question"], a["count"]) for a in asks) == [("only mine", 2), ("shared", 1)]
+    assert {r.text: r.count for r in await store.unanswered(10)} == {"only mine": 2, "shared": 2}
 
-    assert await store.forget("console:a") == 3 + 1 + 1  # three links, "only mine", the member
-    rows = await store.unanswered(10)
-    assert {r.text: r.count for r in rows} == {"legacy question": 1, "shared": 1}
+    assert await store.forget("console:a") == 2 + 1 + 1  # two links, "only mine", the member
+    assert {r.text: r.count for r in await store.unanswered(10)} == {"shared": 1}
     assert [a["question"] for a in (await store.export("console:b"))["unanswered_asks"]] == ["shared"]
     assert await store.export("console:a") == {}
 
@@ -407,10 +463,10 @@ async def test_forget_takes_back_the_members_unanswered_questions(store) -> None
 async def test_the_admin_list_names_no_member(store) -> None:
     import dataclasses
 
-    await store.record_unanswered("flurble wibble zonk", T0, member="discord:42")
+    await store.record_message("discord:42", MemberContext(), MessageRecord(unanswered="flurble wibble zonk", outcome=Outcome.CLARIFY), T0)
     (row,) = await store.unanswered(10)
     assert [f.name for f in dataclasses.fields(row)] == ["text", "count", "last_seen", "outcome", "near"]
-    assert "42" not in repr(row)
+    assert "42" not in repr(row) and row.outcome is Outcome.CLARIFY
 
 
 async def test_schema_6_keeps_its_unanswered_rows_on_both_backends(db_target: str) -> None:
@@ -442,7 +498,7 @@ async def test_schema_6_keeps_its_unanswered_rows_on_both_backends(db_target: st
             db.execute("PRAGMA user_version = 6")
             db.execute(legacy)
     async with open_store(db_target) as store:
-        await store.record_unanswered("old question", T0, member="console:c")
+        await _unanswered(store, "console:c", "old question", T0)
         assert [(r.text, r.count) for r in await store.unanswered(10)] == [("old question", 4)]
         await store.forget("console:c")
         assert [(r.text, r.count) for r in await store.unanswered(10)] == [("old question", 3)]

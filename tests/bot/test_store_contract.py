@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 from bot.nudge_message import dms_closed_notice
 from bot.nudge_schedule import FAILURES_BEFORE_PAUSE, LEASE, STALE_CLAIM, Schedule, next_send_after
-from bot.store import MemberContext, MessageRecord, open_store
+from bot.store import MemberContext, MessageRecord, Outcome, open_store
 from bot.store.nudge_rows import ClaimOutcome, Finish, SendOutcome
 
 SUBSCRIBED = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.timezone.utc)  # a Wednesday
@@ -174,10 +176,10 @@ async def test_a_message_record_lands_in_one_write_and_takes_the_notice_once(sto
 
 
 async def test_a_message_record_counts_an_unanswered_question_and_makes_a_new_member(store) -> None:
-    record = MessageRecord(unanswered="Flurble  Wibble", outcome="fallback", near=("salary",))
+    record = MessageRecord(unanswered="Flurble  Wibble", outcome=Outcome.FALLBACK, near=("salary",))
     assert await store.record_message("console:bob", MemberContext(), record, DUE) is None
     [miss] = await store.unanswered(5)
-    assert (miss.text, miss.count, miss.near) == ("flurble wibble", 1, ("salary",))
+    assert (miss.text, miss.count, miss.outcome, miss.near) == ("flurble wibble", 1, Outcome.FALLBACK, ("salary",))
     assert (await store.member_context("console:bob")).member_id is not None
 
 
@@ -188,3 +190,63 @@ async def test_a_member_forgotten_during_the_message_stays_forgotten(store) -> N
     assert await store.record_message("console:alice", context, MessageRecord(command="forget"), DUE) is None
     assert await store.member_context("console:alice") == MemberContext()
     assert await store.export("console:alice") == {}
+
+
+# --- a unit of work -------------------------------------------------------------------------
+
+
+def _done(rows: dict) -> set[str]:
+    return set(rows.get("step", {}))
+
+
+async def test_a_unit_of_work_lands_whole_and_reads_what_it_wrote(store) -> None:
+    before = store.visits.transactions
+    async with store.unit():
+        assert await store.mark_done("console:alice", "step", "python-basics", SUBSCRIBED)
+        assert _done(await store.done_items("console:alice")) == {"python-basics"}  # its own write, not yet committed
+        await store.subscribe("console:alice", BERLIN_MONDAY_9, SUBSCRIBED)
+    assert store.visits.transactions - before == 1
+    assert (await store.subscription("console:alice")).enabled and _done(await store.done_items("console:alice")) == {"python-basics"}
+
+
+async def test_a_unit_of_work_that_fails_leaves_nothing(store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.unit():
+            await store.mark_done("console:alice", "step", "python-basics", SUBSCRIBED)
+            await store.subscribe("console:alice", BERLIN_MONDAY_9, SUBSCRIBED)
+            raise RuntimeError("the handler broke")
+    assert await store.member_context("console:alice") == MemberContext() and await store.export("console:alice") == {}
+
+
+async def test_a_unit_of_work_that_only_reads_holds_no_transaction(store) -> None:
+    await store.mark_done("console:alice", "step", "python-basics", SUBSCRIBED)
+    before = (store.visits.reads, store.visits.transactions)
+    async with store.unit():
+        await store.done_items("console:alice")
+        await store.member_context("console:alice")
+    assert (store.visits.reads - before[0], store.visits.transactions - before[1]) == (2, 0)
+
+
+async def test_units_of_work_in_two_tasks_keep_their_own_transactions(store) -> None:
+    async def message(member: str, fails: bool) -> None:
+        async with store.unit():
+            await store.mark_done(member, "step", "python-basics", SUBSCRIBED)
+            for _ in range(5):  # the other task runs meanwhile
+                await asyncio.sleep(0)
+            if fails:
+                raise RuntimeError("the handler broke")
+
+    failed, landed = await asyncio.gather(message("console:alice", True), message("console:bob", False), return_exceptions=True)
+    assert isinstance(failed, RuntimeError) and landed is None
+    assert await store.export("console:alice") == {} and _done(await store.done_items("console:bob")) == {"python-basics"}
+
+
+async def test_a_task_started_inside_a_unit_of_work_keeps_its_own_transaction(store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.unit():
+            await store.mark_done("console:alice", "step", "python-basics", SUBSCRIBED)
+            other = asyncio.create_task(store.mark_done("console:bob", "step", "python-basics", SUBSCRIBED))
+            await asyncio.sleep(0)
+            raise RuntimeError("the handler broke")
+    assert await other
+    assert await store.export("console:alice") == {} and _done(await store.done_items("console:bob")) == {"python-basics"}
