@@ -64,6 +64,7 @@ Notice = Callable[[int, dt.datetime, str], str]  # (weeks failed in a row, due, 
 
 _SUB_COLUMNS = "s.weekday, s.local_time, s.timezone, s.next_due_at, s.paused_until, s.consecutive_failures, s.enabled, s.notice"
 _DUE_COLUMNS = "m.platform, m.user_id, s.member_id, s.next_due_at, s.weekday, s.local_time, s.timezone"
+_BULK = 1_000  # members per statement in `subscribe_many` (within both databases' parameter limits)
 
 
 def _subscription(member: str, row: tuple) -> Subscription:
@@ -112,6 +113,17 @@ async def _first_free_dues(db: Tx, wanted: Sequence[tuple[int, dt.datetime, Sche
     return dues
 
 
+async def _upsert_subscriptions(db: Tx, rows: Sequence[tuple[int, Schedule, dt.datetime]], now: dt.datetime) -> None:
+    """Turn on (or change) each (member, schedule, first due): unpaused, failures reset."""
+    await db.execute(
+        "INSERT INTO subscriptions (member_id, weekday, local_time, timezone, next_due_at, paused_until, consecutive_failures, enabled, notice, updated_at) "
+        "VALUES " + ", ".join("(?, ?, ?, ?, ?, NULL, 0, 1, NULL, ?)" for _ in rows) + " ON CONFLICT (member_id) DO UPDATE SET weekday = excluded.weekday, "
+        "local_time = excluded.local_time, timezone = excluded.timezone, next_due_at = excluded.next_due_at, paused_until = NULL, "
+        "consecutive_failures = 0, enabled = 1, updated_at = excluded.updated_at",
+        tuple(p for member_id, s, due in rows for p in (member_id, s.weekday, format_time(s.local_time), s.timezone, iso(due), iso(now))),
+    )
+
+
 class NudgeQueries:
     """The nudge methods of `bot.store.Store` (a mixin: the store brings `_write`, `_read`
     and `_member_id`)."""
@@ -140,20 +152,40 @@ class NudgeQueries:
             member_id = await self._member_id(db, member, now)
             if member_timezone:
                 await db.execute("UPDATE members SET timezone = ? WHERE id = ?", (member_timezone, member_id))
-            due = await _first_free_due(db, member_id, now, schedule)
-            await db.execute(
-                "INSERT INTO subscriptions (member_id, weekday, local_time, timezone, next_due_at, paused_until, consecutive_failures, enabled, notice, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, NULL, 0, 1, NULL, ?) ON CONFLICT (member_id) DO UPDATE SET weekday = excluded.weekday, "
-                "local_time = excluded.local_time, timezone = excluded.timezone, next_due_at = excluded.next_due_at, paused_until = NULL, "
-                "consecutive_failures = 0, enabled = 1, updated_at = excluded.updated_at",
-                (member_id, schedule.weekday, format_time(schedule.local_time), schedule.timezone, iso(due), iso(now)),
-            )
+            await _upsert_subscriptions(db, [(member_id, schedule, await _first_free_due(db, member_id, now, schedule))], now)
 
         await self._write(work)
         result = await self.subscription(member)
         if result is None:
             raise StoreError("The nudge was saved but can't be read back; try again.")
         return result
+
+    async def subscribe_many(self, subscriptions: Sequence[tuple[str, Schedule]], now: dt.datetime) -> None:
+        """`subscribe` for many members at once (an import; the scale bench and the replica
+        test seed thousands), in one transaction of a few statements per thousand. A
+        member new to the bot takes their schedule's timezone as their own."""
+        wanted = dict(subscriptions)  # one row per member: the last schedule given wins
+        for schedule in wanted.values():
+            zone_of(schedule.timezone)  # refuse an unknown zone before writing anything
+        plan = list(wanted.items())
+
+        async def work(db: Tx) -> None:
+            for first in range(0, len(plan), _BULK):
+                chunk = plan[first:first + _BULK]
+                ids = {
+                    (platform, user): member_id
+                    for member_id, platform, user in await db.execute_fetchall(
+                        "INSERT INTO members (platform, user_id, timezone, created_at, last_seen) VALUES "
+                        + ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
+                        + " ON CONFLICT (platform, user_id) DO UPDATE SET last_seen = excluded.last_seen RETURNING id, platform, user_id",
+                        tuple(p for member, schedule in chunk for p in (*split_member(member), schedule.timezone, iso(now), iso(now))),
+                    )
+                }
+                members = [(ids[split_member(member)], schedule) for member, schedule in chunk]
+                dues = await _first_free_dues(db, [(member_id, now, schedule) for member_id, schedule in members])
+                await _upsert_subscriptions(db, [(member_id, schedule, due) for (member_id, schedule), due in zip(members, dues, strict=True)], now)
+
+        await self._write(work)
 
     async def unsubscribe(self, member: str, now: dt.datetime) -> bool:
         """`nudge off`: False when there was nothing on. A scheduler re-reads `enabled`
