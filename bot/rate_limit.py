@@ -87,6 +87,16 @@ class RateLimiter:
                     wait = (1 - bucket.tokens) / bucket.rate
                 await self.sleep(wait)
 
+    async def unpaused(self, platform: str, *, at_most: float) -> bool:
+        """Wait out a Retry-After pause without taking a token (a send that holds one);
+        False at once when the pause is longer than `at_most` seconds."""
+        bucket = self._bucket(platform)
+        while (wait := bucket.blocked_until - self.clock()) > 0:
+            if wait > at_most:
+                return False
+            await self.sleep(wait)
+        return True
+
     def refund(self, platform: str) -> None:
         """Give back a token that was not used (the claim went to another scheduler)."""
         bucket = self._bucket(platform)

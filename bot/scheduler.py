@@ -1,12 +1,21 @@
-"""The nudge scheduler: lease a page of due members, claim, render, send, mark.
+"""The nudge scheduler: lease pages of due members, claim, render, send, mark.
 
 A `Scheduler` holds what every run needs (store, content, senders, clock, limiter,
 grace, observer, its id); `run_once` sends what is due now, `serve` keeps doing so.
 The exactly-once rules are the store's (`bot.store.nudges`); this module decides the
 order and what a send's result means:
 
-- A token is taken *before* claiming, so a claim is never held while waiting in line,
-  and a large batch is spread at the bucket's rate over `concurrency` workers.
+- Workers take members from one feed (`_Feed`), which leases the next page while the
+  current one still has members to start: nobody waits for a lease between pages.
+- Sending is pipelined: twice `concurrency` workers prepare members (token, claim,
+  progress, render) and mark them afterwards, but only `concurrency` send at a time
+  (the send slots). While one member is sent, the next one's claim and the last one's
+  mark are in flight, so the slots stay busy with sends. A claim waits for a slot at
+  most about one send; the hold limit still bounds it.
+- A token is taken *before* claiming, so a claim is never held while waiting for the
+  rate limit, and a large batch is spread at the bucket's rate. A member claimed while
+  its platform then said Retry-After waits that out first, or is released when it is
+  long.
 - Claims, progress reads and marks go to the store in groups (`_Batch`): what workers
   ask for while one statement is in flight goes together in the next, so a page costs
   a few statements instead of a dozen per member, and each worker still waits for its
@@ -26,6 +35,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Iterable, Mapping, TypeVar
 
@@ -102,6 +112,53 @@ async def _settle(write: Awaitable[R]) -> R:
     raise stop
 
 
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first exception inside a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class _Feed:
+    """A run's due members, a leased page at a time. The next page is leased while the
+    current one still has `ahead` members to start, so no worker waits for a lease
+    between pages (and a replica holds at most `ahead` members beyond its page)."""
+
+    def __init__(self, lease: Callable[[], Awaitable[list[DueNudge]]], ahead: int):
+        self._lease = lease
+        self._ahead = ahead
+        self._ready: deque[DueNudge] = deque()
+        self._leasing: asyncio.Task[None] | None = None
+        self._exhausted = False
+
+    async def next(self) -> DueNudge | None:
+        """The next member to send to; None when no due member is left to lease."""
+        while True:
+            leasing = self._leasing
+            if leasing is not None and leasing.done():
+                leasing.result()  # a lease that landed cleared itself: this one failed, and that stops the worker
+            if leasing is None and len(self._ready) <= self._ahead and not self._exhausted:
+                self._leasing = asyncio.ensure_future(self._take_page())
+            if self._ready:
+                return self._ready.popleft()
+            if self._leasing is None:
+                return None
+            await _settle(self._leasing)
+
+    async def _take_page(self) -> None:
+        page = await self._lease()
+        self._leasing = None
+        self._ready.extend(page)
+        self._exhausted = not page
+
+    async def settle(self) -> None:
+        """Let a lease in flight land, so the run's release that follows covers it."""
+        leasing = self._leasing
+        if leasing is not None:
+            await asyncio.wait({leasing})
+            if not leasing.cancelled() and leasing.exception() is not None:
+                log.warning("leasing due nudges failed as the run ended: %s", leasing.exception())
+
+
 class _Batch(Generic[T, R]):
     """Group commit: the items submitted while a write is in flight go together in the
     next one. `submit` returns the item's own result once its write has committed (even
@@ -155,21 +212,24 @@ class Scheduler:
     async def run_once(self, now: dt.datetime, *, timing: list[float] | None = None) -> Summary:
         """Send every nudge due at `now`, earliest first, `concurrency` at a time through
         the shared limiter. `timing`, when given, receives the scheduler's own seconds
-        per nudge (claim, render, mark: the send excluded)."""
+        per nudge (claim, progress, render, mark: the send and the wait for a slot excluded)."""
         run = _Run(self, now, timing)
+        workers = 2 * max(1, self.concurrency)  # half of them prepare or mark while the other half send
+        page = max(PAGE, 5 * self.concurrency)
+        feed = _Feed(lambda: self.store.lease_due(now, self.scheduler_id, self.senders, limit=page), ahead=workers)
         try:
-            while page := await self.store.lease_due(now, self.scheduler_id, self.senders, limit=max(PAGE, 5 * self.concurrency)):
-                queue = iter(page)
-
-                async def worker() -> None:
-                    for nudge in queue:  # a shared iterator: each nudge goes to exactly one worker
-                        await run.process(nudge)
-
+            try:
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(max(1, min(self.concurrency, len(page)))):
-                        group.create_task(worker())
+                    for _ in range(workers):
+                        group.create_task(run.work(feed))
+            except ExceptionGroup as failed:  # the database failed under the workers: one StoreError, as `serve` expects
+                store_errors, others = failed.split(StoreError)
+                if store_errors is None or others is not None:
+                    raise
+                raise _first(store_errors) from failed
             run.summary.held += await self.store.leased_elsewhere(now, self.scheduler_id, self.senders)
         finally:  # also when stopped: what this run did not get to is free for the next one at once
+            await _settle(feed.settle())
             await _settle(self.store.release_leases(self.scheduler_id))
         return run.summary
 
@@ -203,7 +263,7 @@ class Scheduler:
 
 
 class _Run:
-    """One `run_once`: its claims and marks batched, its tally."""
+    """One `run_once`: its claims and marks batched, its send slots, its tally."""
 
     def __init__(self, scheduler: Scheduler, now: dt.datetime, timing: list[float] | None):
         self.s = scheduler
@@ -215,6 +275,7 @@ class _Run:
         self.claims: _Batch[DueNudge, Claim] = _Batch(lambda nudges: scheduler.store.claim_page(nudges, scheduler.clock(), me, scheduler.grace))
         self.finishes: _Batch[Finish, None] = _Batch(self._finish_page)
         self.progress: _Batch[int, MemberProgress] = _Batch(self._progress_page)
+        self.slots = asyncio.Semaphore(max(1, scheduler.concurrency))  # sends in flight
 
     async def _progress_page(self, member_ids: list[int]) -> list[MemberProgress]:
         return [progress_of(self.content, rows, self.now) for rows in await self.s.store.progress_rows(member_ids)]
@@ -226,7 +287,13 @@ class _Run:
     async def _finish(self, nudge: DueNudge, outcome: SendOutcome, error: str | None) -> None:
         await self.finishes.submit(Finish(nudge, outcome, error, self.s.clock()))
 
+    async def work(self, feed: _Feed) -> None:
+        while (nudge := await feed.next()) is not None:
+            await self.process(nudge)
+
     async def process(self, nudge: DueNudge) -> None:
+        """Claim, render, send and mark one member's nudge (and the next week's, when a
+        skip makes it due too)."""
         s, limiter = self.s, self.s.limiter
         current: DueNudge | None = nudge
         while current is not None:
@@ -256,7 +323,8 @@ class _Run:
                 progress = await self.progress.submit(nudge.member_id)
                 reply = render_nudge(self.content, progress, nudge.schedule, nudge.due)
                 overhead = time.perf_counter() - started
-                outcome, error = await self._deliver(nudge, reply, claimed_at)
+                async with self.slots:
+                    outcome, error = await self._deliver(nudge, reply, claimed_at)
             except SendInterrupted:
                 await _settle(self._finish(nudge, SendOutcome.FAILED, "the scheduler stopped mid-send (may have arrived; not retried)"))
                 raise
@@ -289,6 +357,8 @@ class _Run:
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
             if attempt:
                 await s.limiter.acquire(platform)
+            elif not await s.limiter.unpaused(platform, at_most=MAX_INLINE_RETRY_AFTER):  # a Retry-After since its token was taken
+                return SendOutcome.RELEASE, "rate limited since it was claimed"
             if s.clock() - claimed_at > HOLD_LIMIT:
                 return SendOutcome.RELEASE, "claim held too long before sending"
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import signal
@@ -21,8 +22,10 @@ from mlbot import nudges_cli
 from bot.content import load_content
 from bot.core import Core
 from bot.delivery import Delivery
+from bot.errors import StoreError
 from bot.messages import Message
 from bot.replies import Reply, render_text
+from bot.scheduler import Scheduler, Summary, serve_on_own_connection
 from bot.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,10 +94,12 @@ async def say(core: Core, text: str, user: str = "alice", **extra) -> Reply:
     return await core.handle(Message("console", user, text, **extra))
 
 
-async def run(core: Core, time: FakeTime, sender: FakeSender, at: dt.datetime, **kwargs) -> nudges.Summary:
+async def run(core: Core, time: FakeTime, sender: FakeSender, at: dt.datetime, **options) -> Summary:
+    """One `Scheduler.run_once` at `at` (the fake clock set there); `options` are the
+    scheduler's fields (limiter, scheduler_id, concurrency, observer)."""
     time.now = at
-    kwargs.setdefault("limiter", limiter(time))
-    return await nudges.run_once(core.store, core.content, [sender], at, clock=time.clock, **kwargs)
+    options.setdefault("limiter", limiter(time))
+    return await Scheduler(core.store, core.content, {sender.platform: sender}, time.clock, **options).run_once(at)
 
 
 async def sends(core: Core, user: str = "alice") -> list[tuple]:
@@ -171,8 +176,9 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from bot.content import load_content
     from bot.delivery import Delivery
+    from bot.rate_limit import RateLimiter
+    from bot.scheduler import Scheduler
     from bot.store import open_store
-    from bot import nudges
 
     db, at, mode, out = sys.argv[1:5]
 
@@ -190,8 +196,10 @@ WORKER = textwrap.dedent(
         while not os.path.exists(out + ".go"):  # start together
             await asyncio.sleep(0.002)
         async with open_store(db) as store:
-            s = await nudges.run_once(store, load_content(), [Sender()], dt.datetime.fromisoformat(at), concurrency=4,
-                                      limiter=nudges.RateLimiter({{"console": None}}), scheduler_id=f"proc-{{os.getpid()}}")
+            now = dt.datetime.fromisoformat(at)
+            scheduler = Scheduler(store, load_content(), {{"console": Sender()}}, lambda: now, RateLimiter({{"console": None}}),
+                                  scheduler_id=f"proc-{{os.getpid()}}", concurrency=4)
+            s = await scheduler.run_once(now)
         print(json.dumps([s.sent, s.failed, s.skipped, s.waiting]))
 
     asyncio.run(main())
@@ -442,21 +450,24 @@ async def test_pause_and_resume(env):
 
 
 async def test_nudge_off_takes_effect_before_the_next_tick(env):
-    """Turned off while a run is under way (after the due list was read): the member is not sent."""
+    """Turned off while a run is under way (after its page was leased): the member is not
+    sent. With one send slot, one member is claimed ahead of the send in flight (bob,
+    while alice is sent); carol, who says `nudge off` then, is not claimed."""
     core, time, _ = env
-    await say(core, "nudge on", user="alice")
-    await say(core, "nudge on", user="bob")
+    for user in ("alice", "bob", "carol"):
+        await say(core, "nudge on", user=user)
     due = (await nudges.get_subscription(core.store, "console:alice")).next_due_at
     sender = FakeSender()
 
-    async def bob_says_off(user_id: str) -> None:
+    async def carol_says_off(user_id: str) -> None:
         if user_id == "alice":
-            assert "off" in (await say(core, "nudge off", user="bob")).text
+            assert "off" in (await say(core, "nudge off", user="carol")).text
 
-    sender.hook = bob_says_off
+    sender.hook = carol_says_off
     summary = await run(core, time, sender, due, concurrency=1)
-    assert sender.calls == ["alice"] and summary.sent == 1
-    await say(core, "nudge off", user="alice")
+    assert sender.calls == ["alice", "bob"] and summary.sent == 2
+    for user in ("alice", "bob"):
+        await say(core, "nudge off", user=user)
     assert (await run(core, time, sender, due + dt.timedelta(days=7))).sent == 0
     assert "It is off" in (await say(core, "nudge")).text
 
@@ -553,13 +564,88 @@ async def test_a_large_batch_is_spread_at_the_platform_rate(env):
     assert sum(time.sleeps) == pytest.approx(5.0, abs=0.01)
 
 
+async def test_a_send_already_claimed_waits_out_a_retry_after_that_came_meanwhile(env):
+    """One send slot: bob is claimed (his token taken) while alice is sent. Alice's 429
+    pauses the platform for 30 s; bob's send waits that out too instead of going at once."""
+    core, time, _ = env
+    for user in ("alice", "bob"):
+        await say(core, "nudge on monday 9am Europe/Berlin", user=user)
+    sender = FakeSender(script=[nudges.RateLimited(30)])
+    sent_at: list[tuple[str, dt.datetime]] = []
+
+    async def note(user_id: str) -> None:
+        sent_at.append((user_id, time.now))
+
+    sender.hook = note
+    summary = await run(core, time, sender, DUE, concurrency=1)
+    assert summary.sent == 2
+    assert [user for user, _ in sent_at] == ["alice", "alice", "bob"]
+    assert all(at - DUE >= dt.timedelta(seconds=30) for _, at in sent_at[1:])
+
+
+async def test_a_long_retry_after_releases_the_members_already_claimed_at_once(env):
+    """Alice's 429 says 10 minutes: bob, claimed while she was sent, is released at once
+    too (not held for the pause); a later run sends both."""
+    core, time, _ = env
+    for user in ("alice", "bob"):
+        await say(core, "nudge on monday 9am Europe/Berlin", user=user)
+    shared = limiter(time)
+    sender = FakeSender(script=[nudges.RateLimited(600)])
+    first = await run(core, time, sender, DUE, concurrency=1, limiter=shared)
+    assert (first.sent, first.waiting) == (0, 2) and sender.calls == ["alice"]
+    assert time.sleeps == [] and await sends(core, "alice") == [] and await sends(core, "bob") == []
+    later = await run(core, time, sender, DUE + dt.timedelta(minutes=11), concurrency=1, limiter=shared)
+    assert later.sent == 2 and sorted(sender.calls) == ["alice", "alice", "bob"]
+
+
+async def test_the_next_members_are_claimed_while_a_send_is_in_flight(env):
+    """The pipeline: while the first sends are in flight, the members after them are
+    already claimed (one more per send slot), so a slot never waits for a claim."""
+    core, time, _ = env
+    members = [f"m{n}" for n in range(6)]
+    for member in members:
+        await say(core, "nudge on monday 9am Europe/Berlin", user=member)
+    sender = FakeSender()
+    claimed_during_first_send: list[int] = []
+
+    async def look(user_id: str) -> None:
+        if len(sender.calls) == 1:
+            await asyncio.sleep(0)  # let the other workers claim
+            claimed_during_first_send.append(sum(r.status == "claimed" for r in await core.store.sends()))
+
+    sender.hook = look
+    summary = await run(core, time, sender, DUE, concurrency=2)
+    assert summary.sent == 6 and sorted(sender.calls) == members
+    assert claimed_during_first_send == [4]  # two slots' sends and the two members after them
+
+
+async def test_serve_carries_on_after_the_database_fails_under_the_workers(env, caplog):
+    """A store error inside a run (here: leasing a page) reaches `serve` as a StoreError:
+    it logs, sleeps the interval, and the next wake sends."""
+    core, time, _ = env
+    await say(core, "nudge on monday 9am Europe/Berlin")
+    time.now = DUE
+    lease_due, failures = core.store.lease_due, [StoreError("the database is locked")]
+
+    async def lease_failing_once(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return await lease_due(*args, **kwargs)
+
+    core.store.lease_due = lease_failing_once
+    sender = FakeSender()
+    await Scheduler(core.store, core.content, {"console": sender}, time.clock, limiter(time)).serve(time.sleep, ticks=2, interval=60)
+    assert sender.calls == ["alice"] and time.sleeps[0] == 60
+    assert any("could not use the database" in r.getMessage() for r in caplog.records)
+
+
 async def test_serve_sleeps_until_the_next_due_time_never_busy_polls(env):
     """The loop sleeps until the next due time when it is near, else the bounded interval."""
     core, time, db = env
     time.now = DUE - dt.timedelta(seconds=30)
     await say(core, "nudge on monday 9am Europe/Berlin")
     sender = FakeSender()
-    await nudges.serve(core.store, core.content, [sender], time.clock, time.sleep, limiter=limiter(time), ticks=4, interval=60)
+    await serve_on_own_connection(Scheduler(core.store, core.content, {"console": sender}, time.clock, limiter(time)), time.sleep, ticks=4, interval=60)
     assert time.sleeps[0] == pytest.approx(30)
     assert time.sleeps[1:] == [60, 60, 60]
     assert len(sender.sent) == 1
@@ -571,7 +657,7 @@ async def test_each_wake_logs_what_it_sent_and_when_the_next_check_is(env, caplo
     time.now = DUE - dt.timedelta(seconds=30)
     await say(core, "nudge on monday 9am Europe/Berlin")
     caplog.set_level("INFO", logger="bot.scheduler")
-    await nudges.serve(core.store, core.content, [FakeSender()], time.clock, time.sleep, limiter=limiter(time), ticks=2, interval=60)
+    await serve_on_own_connection(Scheduler(core.store, core.content, {"console": FakeSender()}, time.clock, limiter(time)), time.sleep, ticks=2, interval=60)
     wakes = [r.getMessage() for r in caplog.records if "next check in" in r.getMessage()]
     assert wakes == ["nudges: sent 0, failed 0, skipped 0; next check in 30 s", "nudges: sent 1, failed 0, skipped 0; next check in 60 s"]
 
@@ -695,28 +781,17 @@ async def test_member_is_told_of_closed_dms_whatever_they_say_next(env):
 
 async def test_a_scheduler_sends_a_page_in_a_few_transactions_not_a_few_per_member(env):
     """Claims, progress reads and marks of the members in flight together go to the store
-    together: 40 due members, 20 at a time, cost a handful of writes and reads."""
+    together: 40 due members, 20 at a time, cost a handful of transactions and reads
+    (counted by the store's `visits`)."""
     core, time, _ = env
     for n in range(40):
         await nudges.subscribe(core.store, f"console:u{n}", 0, dt.time(9), "Europe/Berlin", WED)
-    writes = reads = 0
-    write, read = core.store._write, core.store._read
-
-    async def counted_write(work):
-        nonlocal writes
-        writes += 1
-        return await write(work)
-
-    async def counted_read(sql, params=()):
-        nonlocal reads
-        reads += 1
-        return await read(sql, params)
-
-    core.store._write, core.store._read = counted_write, counted_read
     sender = FakeSender()
     time.now = DUE
-    scheduler = nudges.Scheduler(core.store, CONTENT, {"console": sender}, time.clock, nudges.RateLimiter({"console": None}),
-                                 concurrency=20, scheduler_id="one")
+    scheduler = Scheduler(core.store, CONTENT, {"console": sender}, time.clock, nudges.RateLimiter({"console": None}),
+                          concurrency=20, scheduler_id="one")
+    before = dataclasses.replace(core.store.visits)
     summary = await scheduler.run_once(DUE)
     assert summary.sent == 40 and len(set(sender.calls)) == 40
-    assert writes <= 10 and reads <= 6, (writes, reads)  # one by one: 2 writes and 4 reads per member
+    transactions, reads = core.store.visits.transactions - before.transactions, core.store.visits.reads - before.reads
+    assert transactions <= 10 and reads <= 6, (transactions, reads)  # one by one: 2 transactions and 4 reads per member
