@@ -27,6 +27,7 @@ from bot import nudges  # noqa: E402
 from bot.content import load_content  # noqa: E402
 from bot.delivery import Delivery  # noqa: E402
 from bot.replies import Reply  # noqa: E402
+from bot.scheduler import Scheduler  # noqa: E402
 from bot.store import iso, open_store  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -94,15 +95,15 @@ async def main() -> None:
             limiter = nudges.RateLimiter({"bench": None})
             now = DUE + dt.timedelta(seconds=30)
             started = time.perf_counter()
-            summary = await nudges.run_once(store, content, [sender], now, limiter=limiter, concurrency=args.concurrency,
-                                            timing=timing, scheduler_id="bench")
+            scheduler = Scheduler(store, content, {"bench": sender}, lambda: now, limiter, scheduler_id="bench", concurrency=args.concurrency)
+            summary = await scheduler.run_once(now, timing=timing)
             total = time.perf_counter() - started
             # the same work one nudge at a time: the scheduler's own cost without queueing
             # behind the other workers for the shared connection
             await seed(store, args.solo, "solo")
             solo_timing: list[float] = []
-            solo = await nudges.run_once(store, content, [SlowSender("solo")], now, limiter=nudges.RateLimiter({"solo": None}),
-                                         concurrency=1, timing=solo_timing, scheduler_id="bench")
+            solo = await Scheduler(store, content, {"solo": SlowSender("solo")}, lambda: now, nudges.RateLimiter({"solo": None}),
+                                   scheduler_id="bench", concurrency=1).run_once(now, timing=solo_timing)
             assert solo.sent == args.solo, solo
     assert summary.sent == args.members == sender.sent, summary
     def pct(values: list[float], q: float) -> float:

@@ -5,9 +5,10 @@ through a fake sender that takes 1 ms per message (`--send-ms`), in one run:
 - `scale.pg.1`: one replica on PostgreSQL;
 - `scale.pg.3`: three replicas (separate processes) on PostgreSQL, started together.
 
-Each replica is a process running `bot.nudges.run_once` once (this file with `--worker`),
+Each replica is a process running `Scheduler.run_once` once (this file with `--worker`),
 `--concurrency` sends at a time, with `RateLimiter({"console": None})` so the fake
 platform is not rate-limited; every sender appends the user ids it sent to its own file.
+The send-bound ideal of one replica is `concurrency / send time` (400/s at 20 and 50 ms).
 Prints one line per figure, `name: value unit`: throughput (members / wall time from the
 first replica starting to the last one finishing), duplicates (DMs beyond one per
 member, must be 0) and missing members (must be 0) per setup, the CPU the replicas
@@ -31,21 +32,23 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bot import nudges  # noqa: E402
 from bot.delivery import Delivery  # noqa: E402
+from bot.nudge_schedule import Schedule  # noqa: E402
+from bot.rate_limit import RateLimiter  # noqa: E402
 from bot.replies import Reply  # noqa: E402
-from bot.store import Store, iso, open_store  # noqa: E402
+from bot.scheduler import Scheduler  # noqa: E402
+from bot.store import Store, open_store  # noqa: E402
 
 UTC = dt.timezone.utc
 DUE = dt.datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # every member: Monday 09:00 Europe/Berlin
 NOW = DUE + dt.timedelta(seconds=30)
-CHUNK = 1_000
 
 
 # --- a replica (a separate process) ---------------------------------------------------------
@@ -77,8 +80,9 @@ async def replica(target: str, name: str, sync: Path, concurrency: int, send_sec
             await asyncio.sleep(0.001)
         started = time.time()
         cpu_started = time.process_time()
-        summary = await nudges.run_once(store, content, [sender], NOW, limiter=nudges.RateLimiter({"console": None}),
-                                        concurrency=concurrency, scheduler_id=name)
+        scheduler = Scheduler(store, content, {"console": sender}, lambda: NOW, RateLimiter({"console": None}),
+                              scheduler_id=name, concurrency=concurrency)
+        summary = await scheduler.run_once(NOW)
         ended = time.time()
     (sync / f"sent-{name}.txt").write_text("\n".join(sender.users))
     print(json.dumps({"sent": summary.sent, "failed": summary.failed, "skipped": summary.skipped, "held": summary.waiting,
@@ -89,25 +93,10 @@ async def replica(target: str, name: str, sync: Path, concurrency: int, send_sec
 
 
 async def seed(store: Store, members: int) -> None:
-    """`members` members subscribed for Monday 09:00 Berlin, all due at DUE: a few
-    multi-row statements in one transaction (portable SQL, both backends)."""
-    stamp = iso(DUE - dt.timedelta(days=3))
-
-    async def work(db) -> None:
-        for first in range(0, members, CHUNK):
-            users = range(first, min(members, first + CHUNK))
-            await db.execute(
-                "INSERT INTO members (platform, user_id, timezone, created_at, last_seen) VALUES "
-                + ", ".join(["('console', ?, 'Europe/Berlin', ?, ?)"] * len(users)),
-                [v for n in users for v in (f"u{n:06d}", stamp, stamp)],
-            )
-        await db.execute(
-            "INSERT INTO subscriptions (member_id, weekday, local_time, timezone, next_due_at, consecutive_failures, enabled, updated_at) "
-            "SELECT id, 0, '09:00', 'Europe/Berlin', ?, 0, 1, ? FROM members WHERE platform = 'console'",
-            (iso(DUE), stamp),
-        )
-
-    await store._write(work)
+    """`members` members subscribed for Monday 09:00 Berlin three days before DUE, so all
+    are due at DUE (`Store.subscribe_many`: a few statements per thousand)."""
+    berlin = Schedule(0, dt.time(9), "Europe/Berlin")
+    await store.subscribe_many([(f"console:u{n:06d}", berlin) for n in range(members)], DUE - dt.timedelta(days=3))
 
 
 async def run_setup(label: str, target: str, members: int, replicas: int, concurrency: int, send_ms: float) -> dict:
@@ -134,7 +123,7 @@ async def run_setup(label: str, target: str, members: int, replicas: int, concur
             results.append(json.loads(stdout.strip().splitlines()[-1]))
         sent = [u for n in names for u in (sync / f"sent-{n}.txt").read_text().split()]
     async with open_store(target) as store:
-        statuses = dict(await store._read("SELECT status, COUNT(*) FROM sends GROUP BY status"))
+        statuses = Counter(record.status for record in await store.sends())
     seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
     return {
         "seconds": seconds,

@@ -10,7 +10,8 @@ Each concern has its module:
 - `bot.rate_limit`: one token bucket per platform, Retry-After;
 - `bot.store.nudges`: every statement about subscriptions, leases, claims and sends,
   and the exactly-once rules they enforce, for SQLite and PostgreSQL alike;
-- `bot.scheduler`: the `Scheduler` that leases, claims, sends and marks.
+- `bot.scheduler`: the `Scheduler` that leases, claims, sends and marks (the command
+  line and the runner build one).
 
 After downtime, a nudge that came due less than `grace` (12 h) ago is sent late; an
 older one is recorded as `skipped` (one row per missed week) and the schedule moves on
@@ -22,17 +23,12 @@ Closed DMs are not retried: the week is marked `failed`, the member gets a notic
 next time they talk to the bot (`pending_notice`), and after `FAILURES_BEFORE_PAUSE`
 weeks in a row the subscription pauses itself (`enabled = 0`) until `nudge on`.
 
-This module keeps the member's side (`subscribe`, `pause`, ...) and `run_once`/`serve`,
-which build a `Scheduler` from keyword arguments for the command line and the runner.
+This module keeps the member's side (`subscribe`, `pause`, ...).
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from typing import Callable, Iterable, Mapping
 
-from bot.content import Content
-from bot.delivery import DirectSender
 from bot.nudge_message import render_nudge, tip_of_week, tip_pool
 from bot.nudge_schedule import (
     DEFAULT_GRACE,
@@ -49,17 +45,15 @@ from bot.nudge_schedule import (
     week_key,
     zone_of,
 )
-from bot.observe import Observer
-from bot.rate_limit import RateLimited, RateLimiter, Sleep
-from bot.scheduler import DEFAULT_CONCURRENCY, SERVE_INTERVAL, Clock, Scheduler, Summary, sender_registry, serve_on_own_connection
+from bot.rate_limit import RateLimited, RateLimiter
 from bot.store import Store
 from bot.store.nudge_rows import DueNudge, Subscription
 
 __all__ = [
     "DEFAULT_GRACE", "DEFAULT_TIME", "DEFAULT_WEEKDAY", "FAILURES_BEFORE_PAUSE", "STALE_CLAIM", "WEEKDAYS", "DueNudge",
-    "RateLimited", "RateLimiter", "Schedule", "Scheduler", "Subscription", "Summary", "format_time", "get_subscription",
-    "next_send_after", "parse_local_time", "pause", "pending_notice", "render_nudge", "resolve_local", "run_once", "sender_registry",
-    "serve", "subscribe", "tip_of_week", "tip_pool", "unsubscribe", "week_key", "zone_of",
+    "RateLimited", "RateLimiter", "Schedule", "Subscription", "format_time", "get_subscription", "next_send_after",
+    "parse_local_time", "pause", "pending_notice", "render_nudge", "resolve_local", "subscribe", "tip_of_week", "tip_pool",
+    "unsubscribe", "week_key", "zone_of",
 ]
 
 
@@ -86,47 +80,3 @@ async def pause(store: Store, member: str, until: dt.datetime, now: dt.datetime)
 async def pending_notice(store: Store, member: str) -> str | None:
     """A notice for the member (their nudge could not be delivered), once."""
     return await store.take_notice(member)
-
-
-async def run_once(
-    store: Store,
-    content: Content,
-    senders: Mapping[str, DirectSender] | Iterable[DirectSender],
-    now: dt.datetime,
-    *,
-    grace: dt.timedelta = DEFAULT_GRACE,
-    limiter: RateLimiter | None = None,
-    clock: Clock | None = None,
-    scheduler_id: str | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    timing: list[float] | None = None,
-    observer: Observer | None = None,
-) -> Summary:
-    """`Scheduler.run_once` at `now`; `clock` stamps claims (default: `now`)."""
-    scheduler = Scheduler(store, content, sender_registry(senders), clock or (lambda: now), limiter or RateLimiter(), grace,
-                          observer or Observer(), concurrency=concurrency)
-    if scheduler_id:
-        scheduler.scheduler_id = scheduler_id
-    return await scheduler.run_once(now, timing=timing)
-
-
-async def serve(
-    store: Store,
-    content: Content | Callable[[], Content],
-    senders: Mapping[str, DirectSender] | Iterable[DirectSender],
-    clock: Clock,
-    sleep: Sleep = asyncio.sleep,
-    *,
-    grace: dt.timedelta = DEFAULT_GRACE,
-    limiter: RateLimiter | None = None,
-    interval: float = SERVE_INTERVAL,
-    scheduler_id: str | None = None,
-    ticks: int | None = None,
-    observer: Observer | None = None,
-) -> None:
-    """The scheduler of `mlbot run` (`Scheduler.serve`), on its own connection to a file
-    database."""
-    scheduler = Scheduler(store, content, sender_registry(senders), clock, limiter or RateLimiter(sleep=sleep), grace, observer or Observer())
-    if scheduler_id:
-        scheduler.scheduler_id = scheduler_id
-    await serve_on_own_connection(scheduler, sleep, interval=interval, ticks=ticks)

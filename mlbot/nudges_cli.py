@@ -27,6 +27,7 @@ from bot import nudges
 from bot.delivery import DirectSender
 from bot.progress_state import member_progress
 from bot.replies import render_text
+from bot.scheduler import Scheduler, sender_registry, serve_on_own_connection
 from bot.store.sql import iso
 
 # The scheduler looks up to a week either side of `--at`: keep that inside datetime's range.
@@ -123,16 +124,16 @@ async def main(args: argparse.Namespace, core: "Core", senders: Mapping[str, Dir
             print(f"{row.member}\t{iso(row.due)}\t{local:%a %H:%M %Z}\t{action}")
         print(f"{len(rows)} due at {iso(at)}")
         return 0
-    registry = nudges.sender_registry(senders) if senders is not None else default_senders()
+    registry = sender_registry(senders) if senders is not None else default_senders()
     with _sigterm_cancels() as terminated:
         try:
             if not args.once:
                 logging.getLogger("bot.scheduler").setLevel(logging.INFO)  # one line a wake: sent, and when the next check is
-                await nudges.serve(store, core.content, registry, core.clock, grace=grace)
+                await serve_on_own_connection(Scheduler(store, core.content, registry, core.clock, grace=grace, observer=core.observer))
                 return 0
             at = args.at or core.clock()
             clock = (lambda: at) if args.at else core.clock
-            summary = await nudges.run_once(store, core.content, registry, at, grace=grace, clock=clock)
+            summary = await Scheduler(store, core.content, registry, clock, grace=grace, observer=core.observer).run_once(at)
         except asyncio.CancelledError:
             if not terminated:
                 raise

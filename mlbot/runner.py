@@ -14,9 +14,9 @@ from typing import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from adapters.supervisor import ServiceStatus, Sleep, Start, Supervisor
-from bot import nudges
 from bot.core import Core, utc_now
 from bot.delivery import DirectSender
+from bot.scheduler import Scheduler, sender_registry, serve_on_own_connection
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ async def run_platforms(core: Core, settings: Settings, *, sleep: Sleep = asynci
         services["slack"] = lambda: serve_slack(core, settings, client=slack_client, health=checks)
     if core.store is not None and senders:
         store = core.store
-        services["nudges"] = lambda: nudges.serve(store, lambda: core.content, senders, utc_now, observer=core.observer)
+        services["nudges"] = lambda: serve_on_own_connection(
+            Scheduler(store, lambda: core.content, sender_registry(senders), utc_now, observer=core.observer)
+        )
     scrub = _scrubber(settings)
     supervisors = {name: Supervisor(name, start, sleep=sleep, clock=clock, scrub=scrub) for name, start in services.items()}
     if settings.http_port is not None:

@@ -44,9 +44,6 @@ LAYERS = {
     "bot.core": 5,
     "bot": 0,
 }
-# Tests another change is moving off the store's private methods (issue 13): a temporary
-# allowance, to go when they no longer need it.
-PRIVATE_STORE_ALLOWED = {"tests/bot/test_nudges.py", "tests/mlbot/test_replicas.py"}
 # Statements, not words: "select a course from the list" is English, not SQL.
 SQL = re.compile(r"\b(SELECT\b[\s\S]+\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|(UNIQUE\s+)?INDEX)|ALTER\s+TABLE|DROP\s+TABLE|PRAGMA\s+\w+|BEGIN\s+IMMEDIATE)\b")
 
@@ -270,10 +267,9 @@ def test_tests_use_only_public_store_methods() -> None:
     """What a test checks through the store, members and operators can do too: no test
     calls (or swaps out) a store's private method."""
     wrong = [
-        f"{relative}:{line}: {use}"
+        f"{path.relative_to(ROOT)}:{line}: {use}"
         for path in sorted((ROOT / "tests").rglob("*.py"))
-        if (relative := str(path.relative_to(ROOT))) not in PRIVATE_STORE_ALLOWED
-        for line, use in _private_store_uses(path.read_text(), relative)
+        for line, use in _private_store_uses(path.read_text(), str(path.relative_to(ROOT)))
     ]
     assert not wrong, "private store methods in tests:\n" + "\n".join(wrong)
 

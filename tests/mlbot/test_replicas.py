@@ -2,11 +2,11 @@
 fake clock through a week of 5,000 members and every member gets exactly one nudge, even
 when one replica is killed with SIGKILL while it holds claims.
 
-Each replica is its own Python process running `bot.nudges.run_once` (like the WORKER of
+Each replica is its own Python process running `Scheduler.run_once` (like the WORKER of
 tests/bot/test_nudges.py), with its own scheduler id and a fake sender that takes ~1 ms and
 appends `user_id week` to the replica's own file. The replicas step the fake clock in
 lock-step (a file barrier): scheduler clocks must agree within a few minutes, as
-`bot/nudges.py` assumes, or a live claim could look stale to a replica running ahead.
+`bot/store/nudges.py` assumes, or a live claim could look stale to a replica running ahead.
 The only real sleeps are a few milliseconds of polling for that coordination."""
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from bot.content import load_content
     from bot.delivery import Delivery
+    from bot.nudge_schedule import week_key
+    from bot.rate_limit import RateLimiter
+    from bot.scheduler import Scheduler
     from bot.store import open_store
-    from bot import nudges
 
     db, start, steps, step_minutes, name, out, sync, block_after, peers, concurrency = sys.argv[1:]
     start = dt.datetime.fromisoformat(start)
@@ -88,16 +90,17 @@ WORKER = textwrap.dedent(
         content = load_content()
         async with open_store(db) as store:
             due = await store.due_nudges(start + dt.timedelta(weeks=1))
-            sender = Sender({{n.user_id: nudges.week_key(n.due, n.schedule.timezone) for n in due}})
-            limiter = nudges.RateLimiter({{"console": None}})
+            sender = Sender({{n.user_id: week_key(n.due, n.schedule.timezone) for n in due}})
+            now = start
+            scheduler = Scheduler(store, content, {{"console": sender}}, lambda: now, RateLimiter({{"console": None}}),
+                                  scheduler_id=name, concurrency=int(concurrency))
             open(os.path.join(sync, "ready-" + name), "w").close()
             while not os.path.exists(os.path.join(sync, "go")):  # start together
                 await asyncio.sleep(0.001)
             totals = [0, 0, 0, 0]
             for step in range(1, int(steps) + 1):
                 now = start + step * dt.timedelta(minutes=int(step_minutes))
-                s = await nudges.run_once(store, content, [sender], now, limiter=limiter, scheduler_id=name,
-                                          concurrency=int(concurrency))
+                s = await scheduler.run_once(now)
                 totals = [a + b for a, b in zip(totals, (s.sent, s.failed, s.skipped, s.waiting))]
                 await barrier(step)
         print(json.dumps(totals))
@@ -108,40 +111,20 @@ WORKER = textwrap.dedent(
 
 
 async def seed(store: Store, members: int, start: dt.datetime) -> dict[str, tuple[dt.datetime, str]]:
-    """Subscribe `members` members in a few statements (subscribe() one by one takes too long),
-    spread over the seven days, six local times and seven timezones. Returns user id ->
-    (first due instant, its ISO week in the member's zone)."""
+    """Subscribe `members` members at once (`Store.subscribe_many`), spread over the seven
+    days, six local times and seven timezones. Returns user id -> (first due instant, its
+    ISO week in the member's zone), worked out here independently of the store."""
     rng = random.Random(8)
-    stamp = iso(start - dt.timedelta(days=1))
     plan = []
     for n in range(members):
         zone, weekday, at = ZONES[n % len(ZONES)], rng.randrange(7), rng.choice(TIMES)
-        plan.append((f"m{n:05d}", zone, weekday, at, nudges.next_send_after(start, weekday, at, zone)))
-
-    async def work(db) -> None:
-        for first in range(0, len(plan), 500):
-            chunk = plan[first:first + 500]
-            params = [v for user, zone, _, _, _ in chunk for v in ("console", user, zone, stamp, stamp)]
-            ids = dict(
-                (user, member_id)
-                for member_id, user in await db.execute_fetchall(
-                    "INSERT INTO members (platform, user_id, timezone, created_at, last_seen) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)) + " RETURNING id, user_id",
-                    params,
-                )
-            )
-            params = [
-                v for user, zone, weekday, at, due in chunk
-                for v in (ids[user], weekday, nudges.format_time(at), zone, iso(due), 0, 1, stamp)
-            ]
-            await db.execute(
-                "INSERT INTO subscriptions (member_id, weekday, local_time, timezone, next_due_at, consecutive_failures, enabled, updated_at) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
-                params,
-            )
-
-    await store._write(work)
-    return {user: (due, nudges.week_key(due, zone)) for user, zone, _, _, due in plan}
+        plan.append((f"m{n:05d}", nudges.Schedule(weekday, at, zone)))
+    await store.subscribe_many([(f"console:{user}", schedule) for user, schedule in plan], start)
+    expected = {}
+    for user, s in plan:
+        due = nudges.next_send_after(start, s.weekday, s.local_time, s.timezone)
+        expected[user] = (due, nudges.week_key(due, s.timezone))
+    return expected
 
 
 def start_replica(script: Path, url: str, name: str, sync: Path, peers: list[str], block_after: int = -1) -> subprocess.Popen:
