@@ -24,7 +24,7 @@ from rapidfuzz.distance import OSA
 from bot.commands import CommandSpec, Registry
 from bot.content import Content
 from bot.text import FUNCTION_WORDS, phrase, tokens
-from bot.understanding import Decision, IntentModel, Ranked, decide, features
+from bot.understanding import Decision, IntentModel, Ranked, decide, features, stem
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"
@@ -70,6 +70,7 @@ class Route:
 class Router:
     def __init__(self, content: Content, registry: Registry):
         self._registry = registry
+        self._content = content
         self._words = registry.words()
         self._index: dict[str, list[tuple[str, str]]] = {}
         self._build_index(content)
@@ -220,7 +221,10 @@ class Router:
         found, explained = self.entities(words)
         decision = self.understand(text, found)
         if explicit is not None and (decision.outcome != "answer" or decision.intent == explicit.command):
-            return explicit
+            # "quiz me with interview questions": words the command's own examples use are
+            # how members ask for it, not a value it failed to read.
+            known = self._intent_words.get(explicit.command, frozenset())
+            return replace(explicit, leftover=" ".join(w for w in explicit.leftover.split() if w not in known))
         route = self.from_decision(decision, tuple(found))
         known = self._intent_words.get(decision.intent or "", frozenset())
         unexplained = [w for i, w in enumerate(words) if i not in explained and w not in FUNCTION_WORDS and w not in known]
@@ -251,8 +255,17 @@ class Router:
         """A command line. Parameters with an entity kind take the entities mentioned;
         the others take the raw words in order (`grade good overfitting-basics`). The
         words no parameter explains are the `leftover`."""
-        found, explained = self.entities(rest)
+        found, _ = self.entities(rest)
         args = self._fill(spec, found)
+        chosen: set[str] = set()
+        for param in spec.params:  # a word that is one of a parameter's declared values: `interview questions`
+            if param.kind is None or param.choices is None or param.name in args:
+                continue
+            values = {choice.value for choice in param.choices(self._content)}
+            word = next((w for w in rest if w in values or stem(w) in values), None)
+            if word is not None:
+                args[param.name] = word if word in values else stem(word)
+                chosen.add(word)
         positional = [p for p in spec.params if p.kind is None and not p.rest]
         for param, word in zip(positional, raw):
             args[param.name] = word.strip(".,!?\"'").lower()
@@ -262,7 +275,7 @@ class Router:
             return Route(spec.name, args, tuple(found))
         unread = self.normalise(" ".join(raw[len(positional):]))
         _, unread_explained = self.entities(unread)
-        leftover = [w for i, w in enumerate(unread) if i not in unread_explained and w not in FUNCTION_WORDS]
+        leftover = [w for i, w in enumerate(unread) if i not in unread_explained and w not in FUNCTION_WORDS and w not in chosen]
         return Route(spec.name, args, tuple(found), leftover=" ".join(leftover))
 
     @staticmethod

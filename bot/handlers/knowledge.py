@@ -178,8 +178,7 @@ QUESTION_SECTION = "question"
 async def interview(req: "Request") -> Reply:
     c = req.content
     section_id = req.args.get("section") or c.defaults.section
-    asked_for_question = {"question", "questions", "quiz"} & set(req.message.text.lower().split())
-    if section_id == QUESTION_SECTION or asked_for_question:
+    if section_id == QUESTION_SECTION:
         return interview_question(req)
     section = c.sections[section_id]
     other = ", ".join(f"`interview {s}`" for s in c.sections if s != section_id)

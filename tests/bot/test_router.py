@@ -286,3 +286,17 @@ def test_each_kind_takes_its_own_longest_match(router) -> None:
 def test_concepts_answer_to_the_names_members_use(router, text: str, concept: str) -> None:
     route = router.route(text)
     assert route.command == "explain" and concept in route.ids("concept"), route
+
+
+@pytest.mark.parametrize("text", ["interview question", "interview questions please", "interview questions sql"])
+def test_a_declared_parameter_value_is_read_from_a_command_line(router, text: str) -> None:
+    """`question` is one of the interview command's declared sections (the slash command
+    offers it); typed, it is read the same way, not as a word to look up."""
+    route = router.route(text)
+    assert route.command == "interview" and route.args.get("section") == "question" and not route.leftover, route
+
+
+async def test_asking_for_a_quiz_in_words_the_command_knows_starts_one(ask) -> None:
+    """"interview questions" is how members ask for practice, not a topic the bank lacks."""
+    reply = await ask("quiz me with interview questions")
+    assert reply.startswith("Practice:") and "no practice cards" not in reply, reply
