@@ -216,7 +216,10 @@ class Router:
             return Route(whole.name, {p.name: words[0] for p in whole.params[:1]})
         spec = self._registry.get(words[0]) if words[0] in self._words else None
         explicit = self._explicit(spec, words[1:], text.split()[1:]) if spec is not None else None
-        if explicit is not None and (len(words) <= _SHORT_COMMAND_LINE or not explicit.leftover):
+        # A command line: short, or the command's own name (as buttons send it) with every word
+        # read. A sentence that merely starts with an alias ("start a mock interview on system
+        # design": "start" is help's) goes to the model like any other.
+        if explicit is not None and (len(words) <= _SHORT_COMMAND_LINE or (words[0] == explicit.command and not explicit.leftover)):
             return explicit
         found, explained = self.entities(words)
         decision = self.understand(text, found)

@@ -300,3 +300,10 @@ async def test_asking_for_a_quiz_in_words_the_command_knows_starts_one(ask) -> N
     """"interview questions" is how members ask for practice, not a topic the bank lacks."""
     reply = await ask("quiz me with interview questions")
     assert reply.startswith("Practice:") and "no practice cards" not in reply, reply
+
+
+def test_a_sentence_starting_with_a_command_word_is_not_a_command_line(router) -> None:
+    """"start" is an alias of help, but "start a mock interview on system design" asks for a
+    mock interview: "a" is no command name for help to explain."""
+    route = router.route("start a mock interview on system design")
+    assert route.command == "mock" and route.args.get("topic") == "system-design", route
