@@ -27,8 +27,9 @@ from bot import nudges  # noqa: E402
 from bot.content import load_content  # noqa: E402
 from bot.delivery import Delivery  # noqa: E402
 from bot.replies import Reply  # noqa: E402
+from bot.nudge_schedule import Schedule  # noqa: E402
 from bot.scheduler import Scheduler  # noqa: E402
-from bot.store import iso, open_store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 
 UTC = dt.timezone.utc
 DUE = dt.datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
@@ -60,21 +61,10 @@ async def floor(members: int, concurrency: int) -> float:
 
 
 async def seed(store, members: int, platform: str = "bench") -> None:
-    stamp = iso(DUE - dt.timedelta(days=3))
-
-    async def work(db):
-        await db.executemany(
-            "INSERT INTO members (platform, user_id, timezone, created_at, last_seen) VALUES (?, ?, 'Europe/Berlin', ?, ?)",
-            [(platform, f"u{n}", stamp, stamp) for n in range(members)],
-        )
-        # all due within the same minute
-        await db.execute(
-            "INSERT INTO subscriptions (member_id, weekday, local_time, timezone, next_due_at, consecutive_failures, enabled, updated_at) "
-            "SELECT id, 0, '09:00', 'Europe/Berlin', ?, 0, 1, ? FROM members WHERE platform = ?",
-            (iso(DUE), stamp, platform),
-        )
-
-    await store._write(work)
+    """`members` members subscribed for Monday 09:00 Berlin three days before DUE, so all
+    are due at DUE (`Store.subscribe_many`)."""
+    berlin = Schedule(0, dt.time(9), "Europe/Berlin")
+    await store.subscribe_many([(f"{platform}:u{n}", berlin) for n in range(members)], DUE - dt.timedelta(days=3))
 
 
 async def main() -> None:

@@ -20,7 +20,7 @@ than `MAX_SKIPPED_WEEKS`, one row records the first missed week and the schedule
 straight to the first week still inside the grace window (or the next one to come).
 
 Closed DMs are not retried: the week is marked `failed`, the member gets a notice the
-next time they talk to the bot (`pending_notice`), and after `FAILURES_BEFORE_PAUSE`
+next time they talk to the bot (`Store.take_notice`), and after `FAILURES_BEFORE_PAUSE`
 weeks in a row the subscription pauses itself (`enabled = 0`) until `nudge on`.
 
 This module keeps the member's side (`subscribe`, `pause`, ...).
@@ -52,7 +52,7 @@ from bot.store.nudge_rows import DueNudge, Subscription
 __all__ = [
     "DEFAULT_GRACE", "DEFAULT_TIME", "DEFAULT_WEEKDAY", "FAILURES_BEFORE_PAUSE", "STALE_CLAIM", "WEEKDAYS", "DueNudge",
     "RateLimited", "RateLimiter", "Schedule", "Subscription", "format_time", "get_subscription", "next_send_after",
-    "parse_local_time", "pause", "pending_notice", "render_nudge", "resolve_local", "subscribe", "tip_of_week", "tip_pool",
+    "parse_local_time", "pause", "render_nudge", "resolve_local", "subscribe", "tip_of_week", "tip_pool",
     "unsubscribe", "week_key", "zone_of",
 ]
 
@@ -76,7 +76,3 @@ async def pause(store: Store, member: str, until: dt.datetime, now: dt.datetime)
     """Skip every nudge before `until`; None when the member has no active nudge."""
     return await store.pause_nudges(member, until, now)
 
-
-async def pending_notice(store: Store, member: str) -> str | None:
-    """A notice for the member (their nudge could not be delivered), once."""
-    return await store.take_notice(member)

@@ -490,9 +490,9 @@ async def test_closed_dms_are_not_retried_pause_after_three_weeks_and_the_member
     await run(core, time, sender, DUE + dt.timedelta(weeks=2))
     sub = await nudges.get_subscription(core.store, "console:alice")
     assert (sub.enabled, sub.consecutive_failures) == (False, 3)
-    notice = await nudges.pending_notice(core.store, "console:alice")
+    notice = await core.store.take_notice("console:alice")
     assert "3 weeks in a row" in notice and "paused" in notice
-    assert await nudges.pending_notice(core.store, "console:alice") is None
+    assert await core.store.take_notice("console:alice") is None
     await run(core, time, sender, DUE + dt.timedelta(weeks=3))
     assert len(sender.calls) == 3
     assert [s for _, s, _, _ in await sends(core)] == ["failed"] * 3
