@@ -84,7 +84,7 @@ class Router:
 
     @cached_property
     def model(self) -> IntentModel:
-        """Trained on first use (about half a second): a command line such as `mlbot ask help`
+        """Trained on first use (about 0.15 s): a command line such as `mlbot ask help`
         never needs it; `Core` trains it up front for long-running surfaces."""
         return IntentModel([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
 
@@ -203,8 +203,7 @@ class Router:
         def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
             return tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
 
-        model = self.model
-        return decide(possible(model.similarity.rank(counts)), (possible(model.bayes.rank(counts)), possible(model.perceptron.rank(counts))))
+        return decide(possible(self.model.similarity.rank(counts)), possible(self.model.bayes.rank(counts)))
 
     # --- routing ----------------------------------------------------------------------
 

@@ -6,27 +6,24 @@ message mentions (`slot:level`, `slot:role`...), so "what do seniors make in Ber
 - `SimilarityModel` ranks the intents: TF-IDF cosine, a blend of an intent's best
   example's and its centroid's. Its scores are comparable across messages, so they set
   the floors.
-- Two opinions check it, each built differently so that its mistakes are not the same
-  ones: `BayesModel`, multinomial naive Bayes (word odds per intent rather than
-  distances), and `PerceptronModel`, a discriminative linear model (weights learned from
-  its own mistakes on the examples).
+- `BayesModel` gives a second opinion: multinomial naive Bayes over the same examples,
+  built differently (word odds per intent rather than distances), so its mistakes are
+  not the same ones.
 
-Training is counting for the first two (tens of milliseconds for today's content) and two
-passes over the examples for the perceptron (a few tenths of a second), whenever content
+Training both is counting: tens of milliseconds for today's content, whenever content
 loads (and on `reload`), with no download and no numerical library.
 `bench/understanding.py` compares them with the alternatives that were measured.
 
-`decide` turns the readings into one of three outcomes: answer (each opinion allows it:
-it agrees, or the ranking is clearly ahead and it is not firmly of another reading),
+`decide` turns the readings into one of three outcomes: answer (both models agree, or
+the ranking is clearly ahead and the second opinion does not firmly say otherwise),
 clarify (two or three close readings: "did you mean"), or admit (nothing fits).
 """
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Iterable, Literal, Sequence
 
 Outcome = Literal["answer", "clarify", "admit"]
 
@@ -42,13 +39,10 @@ ANSWER_MARGIN = 0.10
 CLARIFY_FLOOR = 0.10
 CLARIFY_WINDOW = 0.08
 MAX_CHOICES = 3
-# An opinion this sure of another reading turns an answer into a question (the
-# posteriors of both run high: 0.9 is "firmly", not "probably").
-SURE = 0.9
+# When the two models disagree, naive Bayes this sure of its own reading turns an answer
+# into a question (its posteriors run high: 0.9 is "firmly", not "probably").
+BAYES_SURE = 0.9
 BAYES_SMOOTHING = 0.1
-PERCEPTRON_EPOCHS = 2  # measured: one more pass moved nothing on the dev set and cost 0.15 s
-PERCEPTRON_MARGIN = 1.0
-PERCEPTRON_TEMPERATURE = 0.1  # scores -> probabilities, comparable with `SURE`
 NEAREST_WEIGHT = 0.3
 COMMON_SHARE = 0.05
 COMMON_FLOOR = 50
@@ -189,96 +183,30 @@ class BayesModel:
         return tuple(Ranked(intent, round(value / total, 4)) for intent, value in ranked)
 
 
-class PerceptronModel:
-    """An averaged multi-class perceptron with a margin on TF-IDF vectors: each example the
-    weights score wrongly, or by less than `margin`, moves them toward its intent and away
-    from the rival. Averaging the weights over all steps keeps late updates from swinging
-    them. Examples are visited in a fixed shuffled order, so a content version always
-    trains the same model."""
-
-    def __init__(self, examples: Sequence[tuple[str, Counter[str]]], epochs: int = PERCEPTRON_EPOCHS, margin: float = PERCEPTRON_MARGIN):
-        documents = len(examples)
-        frequency: Counter[str] = Counter(f for _, counts in examples for f in counts)
-        self._idf = {f: math.log((1 + documents) / (1 + n)) + 1.0 for f, n in frequency.items()}
-        rows = [(intent, self._vector(counts)) for intent, counts in examples]
-        intents = sorted({intent for intent, _ in examples})
-        weights: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        summed: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        order = random.Random(0)
-        step = 1
-        for _ in range(epochs):
-            order.shuffle(rows)
-            for want, vector in rows:
-                scores = self._scores(vector, weights)
-                rival = max((i for i in scores if i != want), key=scores.__getitem__, default=None)
-                rival = rival or next(i for i in intents if i != want)
-                if scores.get(rival, 0.0) + margin > scores.get(want, 0.0):
-                    for feature, value in vector.items():
-                        weights[feature][want] += value
-                        weights[feature][rival] -= value
-                        summed[feature][want] += step * value
-                        summed[feature][rival] -= step * value
-                step += 1
-        self._weights = {f: {i: w - summed[f][i] / step for i, w in by_intent.items()} for f, by_intent in weights.items()}
-
-    def _vector(self, counts: Counter[str]) -> dict[str, float]:
-        weights = {f: (1.0 + math.log(n)) * self._idf[f] for f, n in counts.items() if f in self._idf}
-        norm = math.sqrt(sum(w * w for w in weights.values()))
-        return {f: w / norm for f, w in weights.items()} if norm else {}
-
-    @staticmethod
-    def _scores(vector: dict[str, float], weights: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-        scores: dict[str, float] = defaultdict(float)
-        for feature, value in vector.items():
-            for intent, weight in weights.get(feature, {}).items():
-                scores[intent] += weight * value
-        return scores
-
-    def rank(self, counts: Counter[str]) -> tuple[Ranked, ...]:
-        """The intents the message's features weigh for, best first, scored by a softmax of
-        their scores at `PERCEPTRON_TEMPERATURE`."""
-        scores = self._scores(self._vector(counts), self._weights)
-        if not scores:
-            return ()
-        top = max(scores.values())
-        odds = {intent: math.exp((score - top) / PERCEPTRON_TEMPERATURE) for intent, score in scores.items()}
-        total = sum(odds.values())
-        ranked = sorted(odds.items(), key=lambda pair: -pair[1])
-        return tuple(Ranked(intent, round(value / total, 4)) for intent, value in ranked)
-
-
 class IntentModel:
-    """The ranking and its two opinions, trained on the same examples."""
+    """Both models, trained on the same examples."""
 
     def __init__(self, examples: Sequence[tuple[str, Counter[str]]]):
         self.similarity = SimilarityModel(examples)
         self.bayes = BayesModel(examples)
-        self.perceptron = PerceptronModel(examples)
 
 
-def decide(ranking: tuple[Ranked, ...], opinions: Sequence[tuple[Ranked, ...]] = ()) -> Decision:
-    """`ranking` by similarity; `opinions` other models' probabilities over the same intents.
-    An answer needs the ranking's top over `ANSWER_FLOOR` and every opinion to allow it: it
-    agrees, or the top leads clearly and the opinion is not `SURE` of another reading. With
-    no opinions the lead alone decides. Otherwise the close readings, and the opinions'
-    own plausible readings, are offered as "did you mean"."""
+def decide(ranking: tuple[Ranked, ...], opinion: tuple[Ranked, ...] = ()) -> Decision:
+    """`ranking` by similarity, `opinion` the Bayes posteriors over the same intents (empty:
+    the ranking alone decides)."""
     if not ranking or ranking[0].score < CLARIFY_FLOOR:
         return Decision("admit", ranking)
-    top = ranking[0]
+    top = ranking[0].score
     runner_up = ranking[1].score if len(ranking) > 1 else 0.0
-    leads = top.score - runner_up >= ANSWER_MARGIN * top.score
-
-    def allows(opinion: tuple[Ranked, ...]) -> bool:
-        agreed = bool(opinion) and opinion[0].intent == top.intent
-        return agreed or (leads and not (opinion and opinion[0].score >= SURE))
-
-    if top.score >= ANSWER_FLOOR and (all(allows(o) for o in opinions) if opinions else leads):
+    agreed = bool(opinion) and opinion[0].intent == ranking[0].intent
+    contested = bool(opinion) and not agreed and opinion[0].score >= BAYES_SURE
+    if top >= ANSWER_FLOOR and (agreed or (top - runner_up >= ANSWER_MARGIN * top and not contested)):
         return Decision("answer", ranking)
-    close = tuple(r for r in ranking[:MAX_CHOICES] if r.score >= max(CLARIFY_FLOOR, top.score - CLARIFY_WINDOW))
-    by_intent = {r.intent: r for r in ranking}
-    others = [by_intent[o[0].intent] for o in opinions if o and o[0].intent in by_intent]
-    extra = tuple(dict.fromkeys(r for r in others if r not in close and r.score >= CLARIFY_FLOOR))[: MAX_CHOICES - 1]
-    close = close[: MAX_CHOICES - len(extra)] + extra  # each plausible opinion is offered too
+    close = tuple(r for r in ranking[:MAX_CHOICES] if r.score >= max(CLARIFY_FLOOR, top - CLARIFY_WINDOW))
+    if opinion and not agreed and opinion[0].intent not in {r.intent for r in close}:
+        other = next((r for r in ranking if r.intent == opinion[0].intent), None)
+        if other is not None and other.score >= CLARIFY_FLOOR:  # a plausible second opinion is offered too
+            close = close[: MAX_CHOICES - 1] + (other,)
     if len(close) < 2:
-        return Decision("answer", ranking) if top.score >= ANSWER_FLOOR else Decision("admit", ranking)
+        return Decision("answer", ranking) if top >= ANSWER_FLOOR else Decision("admit", ranking)
     return Decision("clarify", close + tuple(r for r in ranking if r not in close))

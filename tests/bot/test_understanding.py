@@ -13,7 +13,7 @@ from adapters.console import chat
 from bot.core import Core
 from bot.messages import Message
 from bot.text import phrase
-from bot.understanding import BayesModel, PerceptronModel, Ranked, decide
+from bot.understanding import BayesModel, Ranked, decide
 from test_content import ROOT, content_dir, edit, problems  # noqa: F401  (fixture)
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
@@ -155,21 +155,21 @@ def test_two_models_agreeing_answer_a_close_call() -> None:
     the same way as the similarity ranking, the bot answers instead of asking back."""
     ranking = _ranked(("salary", 0.20), ("compare", 0.19))
     assert decide(ranking).outcome == "clarify"
-    assert decide(ranking, [_ranked(("salary", 0.7), ("compare", 0.2))]).intent == "salary"
+    assert decide(ranking, _ranked(("salary", 0.7), ("compare", 0.2))).intent == "salary"
 
 
 def test_a_firm_second_opinion_turns_an_answer_into_a_question_offering_both() -> None:
     ranking = _ranked(("role", 0.40), ("faq:outlook", 0.30), ("salary", 0.05))
     assert decide(ranking).intent == "role"
-    doubted = decide(ranking, [_ranked(("faq:outlook", 0.95), ("role", 0.04))])
+    doubted = decide(ranking, _ranked(("faq:outlook", 0.95), ("role", 0.04)))
     assert doubted.outcome == "clarify" and doubted.near()[:2] == ["role", "faq:outlook"]
-    assert decide(ranking, [_ranked(("faq:outlook", 0.6), ("role", 0.3))]).intent == "role"  # not firm: the lead stands
+    assert decide(ranking, _ranked(("faq:outlook", 0.6), ("role", 0.3))).intent == "role"  # not firm: the lead stands
 
 
 def test_a_far_fetched_second_opinion_is_not_offered() -> None:
     """Bayes picks something even for gibberish; a reading the ranking barely scores is no choice to offer."""
     ranking = _ranked(("scope:course-cost", 0.13), ("role", 0.04))
-    assert decide(ranking, [_ranked(("role", 0.95))]).outcome == "admit"
+    assert decide(ranking, _ranked(("role", 0.95))).outcome == "admit"
 
 
 def test_naive_bayes_prefers_the_intent_whose_examples_share_the_words() -> None:
@@ -177,25 +177,4 @@ def test_naive_bayes_prefers_the_intent_whose_examples_share_the_words() -> None
     ranking = model.rank(Counter({"pay": 1, "senior": 1, "job": 1, "senior job": 1}))
     assert [r.intent for r in ranking] == ["salary", "role"]
     assert abs(sum(r.score for r in ranking) - 1.0) < 0.01
-    assert model.rank(Counter({"unknown": 1})) == ()
-
-
-def test_an_answer_needs_every_opinion_to_allow_it() -> None:
-    """Two models agreeing is not enough when the third firmly reads the question otherwise:
-    the bot asks, offering each reading."""
-    ranking = _ranked(("salary", 0.40), ("compare", 0.30))
-    agree, doubt = _ranked(("salary", 0.8)), _ranked(("compare", 0.97), ("salary", 0.02))
-    assert decide(ranking, [agree, agree]).intent == "salary"
-    asked = decide(ranking, [agree, doubt])
-    assert asked.outcome == "clarify" and set(asked.near()[:2]) == {"salary", "compare"}
-
-
-def test_the_perceptron_learns_what_tells_two_intents_apart() -> None:
-    """"make" is in the examples of both intents; "earn" and "day" decide, and the
-    perceptron weighs them so."""
-    rows = [("salary", Counter({"what": 1, "make": 1, "earn": 1})), ("salary", Counter({"earn": 1, "senior": 1})),
-            ("role", Counter({"what": 1, "make": 1, "day": 1})), ("role", Counter({"day": 1, "job": 1}))]
-    model = PerceptronModel(rows, epochs=5)
-    assert model.rank(Counter({"what": 1, "earn": 1}))[0].intent == "salary"
-    assert model.rank(Counter({"make": 1, "day": 1}))[0].intent == "role"
     assert model.rank(Counter({"unknown": 1})) == ()
