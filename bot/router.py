@@ -192,13 +192,20 @@ class Router:
         """What the intent model reads: the words, and one `slot:KIND` per distinct value."""
         words = self.normalise(text)
         found, _ = self.entities(words)
+        return self._features(words, found)
+
+    @staticmethod
+    def _features(words: list[str], found: Iterable[Entity]) -> Counter[str]:
         return features(words, [kind for kind, _ in dict.fromkeys((e.kind, e.id) for e in found)])
 
-    def understand(self, text: str, found: Iterable[Entity] = ()) -> Decision:
+    def understand(self, text: str, found: Iterable[Entity] | None = None) -> Decision:
         """The model's reading, without the intents whose needed slots are missing
-        ("compare" with one role named is not a comparison)."""
+        ("compare" with one role named is not a comparison). `found`: the slots already
+        matched in `text`, when the caller has them."""
+        words = self.normalise(text)
+        found = list(found) if found is not None else self.entities(words)[0]
         have = Counter(kind for kind, _ in {(e.kind, e.id) for e in found})
-        counts = self.features(text)
+        counts = self._features(words, found)
 
         def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
             return tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))

@@ -128,22 +128,26 @@ class SimilarityModel:
     def rank(self, counts: Counter[str]) -> tuple[Ranked, ...]:
         """Every intent that shares a feature with the message, best first."""
         vector = self._vector(counts)
-        nearest: dict[int, float] = defaultdict(float)
-        centroid: dict[str, float] = defaultdict(float)
+        nearest: dict[int, float] = {}
+        centroid: dict[str, float] = {}
+        common = self._common
         for feature, weight in vector.items():
             postings = self._examples.get(feature, ())
-            if len(postings) <= self._common:
+            if len(postings) <= common:
                 for row, example_weight in postings:
-                    nearest[row] += weight * example_weight
+                    nearest[row] = nearest.get(row, 0.0) + weight * example_weight
             for intent, centroid_weight in self._centroids.get(feature, ()):
-                centroid[intent] += weight * centroid_weight
-        best: dict[str, float] = defaultdict(float)
+                centroid[intent] = centroid.get(intent, 0.0) + weight * centroid_weight
+        best: dict[str, float] = {}
+        intents = self._intents
         for row, score in nearest.items():
-            intent = self._intents[row]
-            best[intent] = max(best[intent], score)
-        blended = {i: self._nearest_weight * best.get(i, 0.0) + (1 - self._nearest_weight) * score for i, score in centroid.items()}
+            intent = intents[row]
+            if score > best.get(intent, 0.0):
+                best[intent] = score
+        share = self._nearest_weight
+        blended = {i: share * best.get(i, 0.0) + (1 - share) * score for i, score in centroid.items()}
         ranked = sorted(blended.items(), key=lambda pair: -pair[1])
-        return tuple(Ranked(intent, round(score, 4)) for intent, score in ranked)
+        return tuple(Ranked(intent, score) for intent, score in ranked)
 
 
 class BayesModel:
@@ -180,7 +184,7 @@ class BayesModel:
         odds = {intent: math.exp(value - top) for intent, value in log_odds.items()}
         total = sum(odds.values())
         ranked = sorted(odds.items(), key=lambda pair: -pair[1])
-        return tuple(Ranked(intent, round(value / total, 4)) for intent, value in ranked)
+        return tuple(Ranked(intent, value / total) for intent, value in ranked)
 
 
 class IntentModel:
