@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
-from typing import Iterable
+from typing import Collection, Iterable
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -198,17 +198,18 @@ class Router:
     def _features(words: list[str], found: Iterable[Entity]) -> Counter[str]:
         return features(words, [kind for kind, _ in dict.fromkeys((e.kind, e.id) for e in found)])
 
-    def understand(self, text: str, found: Iterable[Entity] | None = None) -> Decision:
+    def understand(self, text: str, found: Iterable[Entity] | None = None, without: Collection[str] = ()) -> Decision:
         """The model's reading, without the intents whose needed slots are missing
-        ("compare" with one role named is not a comparison). `found`: the slots already
-        matched in `text`, when the caller has them."""
+        ("compare" with one role named is not a comparison) and those in `without` (a
+        handler asking what else the text could mean). `found`: the slots already matched
+        in `text`, when the caller has them."""
         words = self.normalise(text)
         found = list(found) if found is not None else self.entities(words)[0]
         have = Counter(kind for kind, _ in {(e.kind, e.id) for e in found})
         counts = self._features(words, found)
 
         def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
-            return tuple(r for r in ranking if all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
+            return tuple(r for r in ranking if r.intent not in without and all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
 
         return decide(possible(self.model.similarity.rank(counts)), possible(self.model.bayes.rank(counts)))
 

@@ -23,7 +23,6 @@ from bot.replies import Action, Field, Reply
 from bot.srs import GRADE_NAMES, parse_grade, schedule
 from bot.store import CardState, MockSession
 from bot.text import FUNCTION_WORDS, quote, tokens
-from bot.understanding import decide
 
 if TYPE_CHECKING:
     from bot.request import Request
@@ -83,8 +82,7 @@ def _unasked_words(req: "Request") -> list[str]:
 def _not_a_topic(req: "Request", words: list[str]) -> Reply:
     """Say there are no cards on `words` and offer the topics; when the model reads the
     whole message as something else ("mock interview advice"), offer that first."""
-    ranking = req.core.router.understand(req.message.text, req.route.entities).ranking
-    other = decide(tuple(r for r in ranking if r.intent != "mock")).intent
+    other = req.core.router.understand(req.message.text, req.route.entities, without={"mock"}).intent
     line = command_line(other, req.route) if other else None
     meant = (Action(label(req.core, other), line, "primary"),) if other and line else ()
     return Reply(
