@@ -24,7 +24,7 @@ from rapidfuzz.distance import OSA
 from bot.commands import CommandSpec, Registry
 from bot.content import Content
 from bot.text import FUNCTION_WORDS, phrase, tokens
-from bot.understanding import Decision, IntentModel, Ranked, decide, features, stem
+from bot.understanding import Decision, IntentModel, Ranked, decide, features, stem, train
 
 FALLBACK = "fallback"
 CLARIFY = "clarify"
@@ -84,9 +84,9 @@ class Router:
 
     @cached_property
     def model(self) -> IntentModel:
-        """Trained on first use (about 0.15 s): a command line such as `mlbot ask help`
+        """Trained on first use (under a second): a command line such as `mlbot ask help`
         never needs it; `Core` trains it up front for long-running surfaces."""
-        return IntentModel([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
+        return train([(intent, self.features(e.text)) for intent, items in self._examples.items() for e in items])
 
     def warm(self) -> None:
         """Train the model and index the examples now, so the first question doesn't wait."""
@@ -211,7 +211,8 @@ class Router:
         def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
             return tuple(r for r in ranking if r.intent not in without and all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
 
-        return decide(possible(self.model.similarity.rank(counts)), possible(self.model.bayes.rank(counts)))
+        probable, fits = self.model.read(counts)
+        return decide(possible(probable), possible(fits))
 
     # --- routing ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from adapters.console import chat
 from bot.core import Core
 from bot.messages import Message
 from bot.text import phrase
-from bot.understanding import BayesModel, Ranked, decide
+from bot.understanding import LogisticModel, Ranked, TfIdf, decide
 from test_content import ROOT, content_dir, edit, problems  # noqa: F401  (fixture)
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
@@ -150,31 +150,37 @@ def _ranked(*pairs: tuple[str, float]) -> tuple[Ranked, ...]:
     return tuple(Ranked(intent, score) for intent, score in pairs)
 
 
-def test_two_models_agreeing_answer_a_close_call() -> None:
-    """A long question scores low and close against every intent; when naive Bayes reads it
-    the same way as the similarity ranking, the bot answers instead of asking back."""
-    ranking = _ranked(("salary", 0.20), ("compare", 0.19))
-    assert decide(ranking).outcome == "clarify"
-    assert decide(ranking, _ranked(("salary", 0.7), ("compare", 0.2))).intent == "salary"
+def test_a_sure_reading_that_fits_is_answered() -> None:
+    """A long question scores low and close against every intent by similarity; the
+    logistic model's probability says which reading is meant."""
+    fits = _ranked(("salary", 0.20), ("compare", 0.19))
+    assert decide(_ranked(("salary", 0.45), ("compare", 0.30)), fits).intent == "salary"
 
 
-def test_a_firm_second_opinion_turns_an_answer_into_a_question_offering_both() -> None:
-    ranking = _ranked(("role", 0.40), ("faq:outlook", 0.30), ("salary", 0.05))
-    assert decide(ranking).intent == "role"
-    doubted = decide(ranking, _ranked(("faq:outlook", 0.95), ("role", 0.04)))
-    assert doubted.outcome == "clarify" and doubted.near()[:2] == ["role", "faq:outlook"]
-    assert decide(ranking, _ranked(("faq:outlook", 0.6), ("role", 0.3))).intent == "role"  # not firm: the lead stands
+def test_two_unsure_readings_are_offered_as_choices() -> None:
+    fits = _ranked(("role", 0.40), ("faq:outlook", 0.30), ("salary", 0.05))
+    unsure = decide(_ranked(("faq:outlook", 0.18), ("role", 0.15), ("salary", 0.12)), fits)
+    assert unsure.outcome == "clarify" and unsure.near() == ["faq:outlook", "role"]  # salary does not fit
 
 
-def test_a_far_fetched_second_opinion_is_not_offered() -> None:
-    """Bayes picks something even for gibberish; a reading the ranking barely scores is no choice to offer."""
-    ranking = _ranked(("scope:course-cost", 0.13), ("role", 0.04))
-    assert decide(ranking, _ranked(("role", 0.95))).outcome == "admit"
+def test_a_lone_unsure_reading_is_offered_beside_the_closest_fits() -> None:
+    fits = _ranked(("role", 0.40), ("faq:outlook", 0.30))
+    unsure = decide(_ranked(("faq:outlook", 0.15), ("role", 0.05)), fits)
+    assert unsure.outcome == "clarify" and unsure.near() == ["faq:outlook", "role"]
 
 
-def test_naive_bayes_prefers_the_intent_whose_examples_share_the_words() -> None:
-    model = BayesModel([("salary", Counter({"pay": 1, "senior": 1})), ("salary", Counter({"earn": 1})), ("role", Counter({"day": 1, "job": 1}))])
-    ranking = model.rank(Counter({"pay": 1, "senior": 1, "job": 1, "senior job": 1}))
-    assert [r.intent for r in ranking] == ["salary", "role"]
-    assert abs(sum(r.score for r in ranking) - 1.0) < 0.01
-    assert model.rank(Counter({"unknown": 1})) == ()
+def test_a_sure_reading_of_something_that_fits_nothing_is_admitted() -> None:
+    """Probabilities always pick something, even for gibberish; similarity says nothing fits."""
+    fits = _ranked(("scope:course-cost", 0.07), ("role", 0.04))
+    assert decide(_ranked(("role", 0.95)), fits).outcome == "admit"
+
+
+def test_the_logistic_model_learns_which_words_tell_intents_apart() -> None:
+    """"senior" is in every example of both intents; "pay" and "day" decide."""
+    weigh = TfIdf([Counter({"pay": 1, "senior": 1}), Counter({"earn": 1, "senior": 1}), Counter({"day": 1, "senior": 1})])
+    rows = [("salary", {"pay": 1, "senior": 1}), ("salary", {"earn": 1, "senior": 1}), ("role", {"day": 1, "senior": 1})]
+    model = LogisticModel([(intent, weigh(Counter(counts))) for intent, counts in rows], epochs=20)
+    ranking = model.rank(weigh(Counter({"pay": 1, "senior": 1})))
+    assert [r.intent for r in ranking] == ["salary", "role"] and ranking[0].score > 0.8
+    assert model.rank(weigh(Counter({"day": 1})))[0].intent == "role"
+    assert model.rank(weigh(Counter({"unknown": 1}))) == ()
