@@ -6,10 +6,9 @@ seniors make in Berlin" and "pay for a junior in Canada" share the shape that ma
 - `LogisticModel` decides which intent is meant: multinomial logistic regression, trained
   to tell the intents apart (a word that all of salary's examples use but so do
   compare's counts for little), with probabilities that say how sure it is.
-- `SimilarityModel` says whether anything fits at all: TF-IDF cosine, a blend of an
-  intent's best example's and its centroid's. A message unlike every example ("tell me
-  about the weather on Mars") scores low everywhere, where probabilities, which always
-  sum to one, would still pick something.
+- `SimilarityModel` says whether anything fits at all: TF-IDF cosine to each intent's
+  centroid. A message unlike every example ("zork the flux capacitor") scores low
+  everywhere, where probabilities, which always sum to one, would still pick something.
 
 Training is a few passes of pure Python: well under a second for today's content,
 whenever content loads (and on `reload`), with no download and no numerical library.
@@ -41,12 +40,9 @@ CHOICE_PROBABILITY = 0.1
 # An intent fits when the message's similarity to its examples reaches this, and fits well
 # enough to answer at `ANSWER_FIT`; with fewer than two plausible readings and no answer,
 # the bot says what the articles do cover.
-FIT_FLOOR = 0.10
-ANSWER_FIT = 0.15
+FIT_FLOOR = 0.07
+ANSWER_FIT = 0.10
 MAX_CHOICES = 3
-NEAREST_WEIGHT = 0.3
-COMMON_SHARE = 0.05
-COMMON_FLOOR = 50
 # Training: passes over the examples, the first pass's step (later passes take
 # step / pass number), and the probability under which a wrong intent is left alone.
 EPOCHS = 3
@@ -113,26 +109,16 @@ class TfIdf:
 
 
 class SimilarityModel:
-    """TF-IDF cosine, blended: `nearest_weight` of the best-matching example's and the rest
-    of the intent centroid's (the mean of its examples). The example catches a phrasing
-    written almost verbatim; the centroid pools the evidence of all phrasings. Inverted
-    indexes keep a message to the examples and centroids that share a feature with it."""
+    """TF-IDF cosine to each intent's centroid (the mean of its examples' vectors): how
+    close a message is to what members ask for that intent, pooling all its phrasings.
+    An inverted index keeps a message to the centroids that share a feature with it."""
 
-    def __init__(self, examples: Sequence[tuple[str, Vector]], nearest_weight: float = NEAREST_WEIGHT):
+    def __init__(self, examples: Sequence[tuple[str, Vector]]):
         if not examples:
             raise ValueError("an intent model needs examples")
-        self._nearest_weight = nearest_weight
-        # A feature in more than this many examples ("ml", "i", "slot:role") says little about
-        # which example is nearest, and walking its long list was most of a long message's
-        # cost: the nearest-example score skips it, the centroid still counts it. Measured in
-        # `bench/understanding.py`: the same dev accuracy at a third of the p99.
-        self._common = max(COMMON_FLOOR, int(COMMON_SHARE * len(examples)))
-        self._intents = [intent for intent, _ in examples]
-        self._examples: dict[str, list[tuple[int, float]]] = defaultdict(list)
         sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for row, (intent, vector) in enumerate(examples):
+        for intent, vector in examples:
             for feature, weight in vector.items():
-                self._examples[feature].append((row, weight))
                 sums[intent][feature] += weight
         self._centroids: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for intent, summed in sums.items():
@@ -142,25 +128,11 @@ class SimilarityModel:
 
     def rank(self, vector: Vector) -> tuple[Ranked, ...]:
         """Every intent that shares a feature with the message, best first."""
-        nearest: dict[int, float] = {}
-        centroid: dict[str, float] = {}
-        common = self._common
+        scores: dict[str, float] = {}
         for feature, weight in vector.items():
-            postings = self._examples.get(feature, ())
-            if len(postings) <= common:
-                for row, example_weight in postings:
-                    nearest[row] = nearest.get(row, 0.0) + weight * example_weight
             for intent, centroid_weight in self._centroids.get(feature, ()):
-                centroid[intent] = centroid.get(intent, 0.0) + weight * centroid_weight
-        best: dict[str, float] = {}
-        intents = self._intents
-        for row, score in nearest.items():
-            intent = intents[row]
-            if score > best.get(intent, 0.0):
-                best[intent] = score
-        share = self._nearest_weight
-        blended = {i: share * best.get(i, 0.0) + (1 - share) * score for i, score in centroid.items()}
-        ranked = sorted(blended.items(), key=lambda pair: -pair[1])
+                scores[intent] = scores.get(intent, 0.0) + weight * centroid_weight
+        ranked = sorted(scores.items(), key=lambda pair: -pair[1])
         return tuple(Ranked(intent, score) for intent, score in ranked)
 
 
