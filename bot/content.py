@@ -138,6 +138,7 @@ _role = record(
         "summary": F(_fact),
         "facts": F(_facts, required=False, default=()),
         "career_changer": F(boolean, required=False, default=False),
+        "ml_role": F(boolean, required=False, default=True),
         "source": _SOURCE,
     },
     finish=_with_sources("summary", "facts"),

@@ -31,6 +31,7 @@ class Role:
     facts: tuple[Fact, ...]
     career_changer: bool
     source: str
+    ml_role: bool = True  # False: a neighbouring job to compare with (software engineer), not listed as an ML role
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ async def role(req: "Request") -> Reply:
     if role_id is None and req.route.leftover:
         return _unknown("role", req.route.leftover, {r.id: r.name for r in c.roles.values()}, "Say `role` for the list.")
     if role_id is None:
-        lines = [f"{r.name}: {r.summary.text}" for r in c.roles.values() if not r.career_changer]
-        changers = ", ".join(r.name for r in c.roles.values() if r.career_changer)
+        lines = [f"{r.name}: {r.summary.text}" for r in c.roles.values() if r.ml_role and not r.career_changer]
+        changers = ", ".join(r.name for r in c.roles.values() if r.ml_role and r.career_changer)
         return Reply(
             title="ML roles",
             items=tuple(lines),
@@ -46,6 +46,9 @@ async def role(req: "Request") -> Reply:
     r = c.roles[role_id]
     facts = (r.summary, *r.facts)
     return Reply(title=r.name, text=r.summary.text, items=tuple(f.text for f in r.facts), sources=c.titles(*(f.source for f in facts)))
+
+
+COMPARED_FACTS = 4  # a role's facts shown in a comparison no table covers
 
 
 async def compare(req: "Request") -> Reply:
@@ -61,13 +64,19 @@ async def compare(req: "Request") -> Reply:
         ids = [default, partner]
     fields: list[Field] = []
     sources: list[str] = []
+    tabled: set[str] = set()
     for table in c.comparisons:  # one field per table; each column once, the roles side by side under it
         rows = sorted((row for row in table.rows if row.role in ids), key=lambda row: ids.index(row.role))
-        if not rows:
+        if len(rows) < 2:  # a table with one of the roles compares nothing
             continue
         lines = [f"{column}:\n" + "\n".join(f"  {c.roles[row.role].name}: {row.values[n]}" for row in rows) for n, column in enumerate(table.columns)]
         fields.append(Field(table.title, "\n".join(lines)))
         sources.append(table.source)
+        tabled.update(row.role for row in rows)
+    for i in ids:  # a role no table sets beside the others speaks through its own facts
+        if i not in tabled and c.roles[i].facts:
+            fields.append(Field(c.roles[i].name, "\n".join(f.text for f in c.roles[i].facts[:COMPARED_FACTS])))
+            sources.extend(f.source for f in c.roles[i].facts[:COMPARED_FACTS])
     summaries = [f"{c.roles[i].name}: {c.roles[i].summary.text}" for i in ids]
     return Reply(
         title=" vs ".join(c.roles[i].name for i in ids),

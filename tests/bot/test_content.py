@@ -50,7 +50,7 @@ def test_every_salary_band_names_its_source_and_basis(content) -> None:
 
 def test_unknown_key(content_dir: Path) -> None:
     line = edit(content_dir / "roles.yaml", "    name: Data scientist", "    nmae: Data scientist")
-    assert f"content/roles.yaml:{line}: unknown key 'nmae' (expected one of: id, name, aliases, summary, facts, career_changer, source)" in problems(content_dir)
+    assert f"content/roles.yaml:{line}: unknown key 'nmae' (expected one of: id, name, aliases, summary, facts, career_changer, ml_role, source)" in problems(content_dir)
 
 
 def test_missing_required_field(content_dir: Path) -> None:
