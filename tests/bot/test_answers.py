@@ -51,6 +51,17 @@ async def test_compare_uses_both_tables(ask) -> None:
     assert "ML engineer vs data scientist vs AI engineer" in text
 
 
+
+async def test_ml_engineer_against_software_engineer_is_a_comparison_from_the_articles(ask) -> None:
+    """Not salary bands: what sets the two apart, with the role no table covers given by its facts."""
+    for question in ("ml engineer vs software engineer", "how do ml engineers and software engineers differ"):
+        text = await ask(question)
+        assert text.startswith("Machine learning engineer vs Software engineer"), text[:80]
+        assert "sits between them and data scientists" in text and "Jupyter notebook" in text
+        assert "Core focus:" not in text  # no table sets the two side by side
+    listed = await ask("role")
+    assert "Software engineer" not in listed  # a neighbouring job, not one of the ML roles
+
 async def test_one_role_against_company_size_answers_with_the_role(ask) -> None:
     text = await ask("what do ML engineers do at startups vs big companies")
     assert "At smaller companies you might own the whole stack" in text
