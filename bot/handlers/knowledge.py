@@ -121,10 +121,14 @@ def _coverage(req: "Request", c: Content, region_ids: list[str], note_ids: list[
         if level is not None and entity.text in level.read_as:
             said.append(f"The articles have no band for \u201c{entity.text}\u201d; read as {level.name}.")
     places = [c.places[key] for key in req.route.ids("place") if key in c.places]
-    if places and not region_ids:
+    # "San Francisco" is also an alias of the US region: a region only counts as named
+    # when its words are not the place's own.
+    at_place = {e.position for e in req.route.entities if e.kind == "place"}
+    if places and not any(e.kind == "region" and e.position not in at_place for e in req.route.entities):
         place = places[0]
         if place.region:
-            region_ids.append(place.region)
+            if place.region not in region_ids:
+                region_ids.append(place.region)
             said.append(f"The articles give no figures for {place.name}; these are their {c.regions[place.region].name} figures.")
         else:
             said.append(f"The articles give no figures for {place.name}; the {c.regions[c.defaults.region].name} bands for reference.")
@@ -153,8 +157,11 @@ async def salary(req: "Request") -> Reply:
     region = c.regions[region_ids[0]] if region_ids else c.regions[c.defaults.region]
     band_region = region.bands_from or region.id
     shown_facts: list[Fact] = list(region.facts)
+    # The tech-hub note is context for a city's figures, not the answer: it follows them.
+    context = [c.salary_notes[n] for n in dict.fromkeys(note_ids) if n == c.defaults.hubs]
     for note_id in dict.fromkeys(note_ids):
-        shown_facts.extend(c.salary_notes[note_id].facts)
+        if note_id != c.defaults.hubs:
+            shown_facts.extend(c.salary_notes[note_id].facts)
     if not level_ids and not region_ids and not note_ids and years is None:
         shown_facts[:0] = c.salary_notes[c.defaults.overview].facts if c.defaults.overview else ()
     bands = [b for b in c.bands if b.region == band_region and (not level_ids or b.level in level_ids)]
@@ -167,6 +174,7 @@ async def salary(req: "Request") -> Reply:
     for band in bands:
         by_level[band.level].append(band)
     fields = tuple(Field(c.levels[level].name, "\n".join(_band_line(b, c) for b in level_bands)) for level, level_bands in by_level.items())
+    fields += tuple(Field(note.title, "\n".join(f.text for f in note.facts)) for note in context)
     title_level = " / ".join(c.levels[l].name for l in level_ids) if level_ids else "ML engineer"
     text_parts = preface + [f.text for f in shown_facts] + ([reference] if reference else [])
     title = f"{title_level} salaries: {region.name}"
@@ -174,7 +182,7 @@ async def salary(req: "Request") -> Reply:
         title=title,
         text="\n".join(dict.fromkeys(text_parts)),
         fields=fields,
-        sources=c.titles(*(f.source for f in shown_facts), *(b.source for b in bands)),
+        sources=c.titles(*(f.source for f in shown_facts), *(b.source for b in bands), *(f.source for note in context for f in note.facts)),
         attachments=(salary_attachment(c, title, region, bands, reference),) if bands else (),
     )
 

@@ -40,6 +40,14 @@ async def test_a_title_without_a_band_is_read_as_a_level_and_said_once(ask) -> N
     assert text.count("no United Kingdom figures") == 1 and "no UK salary figures" not in text
 
 
+
+async def test_a_hub_city_gets_the_figures_first_and_the_hub_note_after_them(ask) -> None:
+    """The city's own figures are what was asked: said missing up front, the US bands, then
+    the articles' words about tech hubs as context (one of them is about entry level)."""
+    text = await ask("what does a senior ml engineer make in san francisco")
+    assert "The articles give no figures for San Francisco; these are their United States figures." in text
+    assert text.index("$180,000-$220,000+") < text.index("Pay and demand in US tech hubs") < text.index("Entry-level salaries vary")
+
 async def test_software_engineer_gap(ask) -> None:
     text = await ask("ml engineer vs software engineer pay")
     assert "$30,000" in text and "$155,000" in text
