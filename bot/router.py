@@ -208,8 +208,10 @@ class Router:
         have = Counter(kind for kind, _ in {(e.kind, e.id) for e in found})
         counts = self._features(words, found)
 
+        ruled_out = {intent for intent, needs in self._needs.items() if any(have[kind] < n for kind, n in needs)}.union(without)
+
         def possible(ranking: tuple[Ranked, ...]) -> tuple[Ranked, ...]:
-            return tuple(r for r in ranking if r.intent not in without and all(have[kind] >= n for kind, n in self._needs.get(r.intent, ())))
+            return tuple(r for r in ranking if r.intent not in ruled_out)
 
         probable, fits = self.model.read(counts)
         return decide(possible(probable), possible(fits))

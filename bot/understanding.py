@@ -242,7 +242,8 @@ def decide(probable: tuple[Ranked, ...], fits: tuple[Ranked, ...]) -> Decision:
     closeness = {r.intent: r.score for r in fits}
     plausible = tuple(r for r in probable if closeness.get(r.intent, 0.0) >= FIT_FLOOR)
     if plausible and plausible[0].score >= ANSWER_PROBABILITY and closeness[plausible[0].intent] >= ANSWER_FIT:
-        return Decision("answer", plausible + tuple(r for r in fits if r.intent not in {p.intent for p in plausible}))
+        named = {r.intent for r in plausible}
+        return Decision("answer", plausible + tuple(r for r in fits if r.intent not in named))
     choices = tuple(r for r in plausible[:MAX_CHOICES] if r.score >= CHOICE_PROBABILITY) or plausible[:1]
     if len(choices) == 1:  # a lone, unsure reading: offer the closest fits beside it
         choices += tuple(r for r in fits if r.intent != choices[0].intent and r.score >= FIT_FLOOR)[: MAX_CHOICES - 1]
