@@ -49,6 +49,7 @@ from bot.understanding import LogisticModel, Ranked, SimilarityModel, TfIdf  # n
 
 DEV = ROOT / "tests" / "data" / "dev_questions.yaml"
 TEST = ROOT / "tests" / "data" / "test_questions.yaml"
+FRESH = ROOT / "tests" / "data" / "fresh_questions.yaml"
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,7 @@ def main() -> None:
     print(f"understanding.train: {(time.perf_counter() - started) * 1000:.0f} ms (load content + train)")
     dev = load_dev()
     chosen = lambda text: intent_of(router.route(text))  # noqa: E731
-    sets = {"dev": dev, **({"test": load_dev(TEST)} if TEST.exists() else {})}
+    sets = {"dev": dev, **{name: load_dev(path) for name, path in (("test", TEST), ("fresh", FRESH)) if path.exists()}}
     for name, items in sets.items():
         figures = score(items, chosen, show=args.show_fail and name == "dev")
         print(f"understanding.{name}.questions: {len(items)} count")
