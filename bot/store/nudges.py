@@ -397,7 +397,11 @@ class NudgeQueries:
                     f"SELECT member_id, enabled, next_due_at FROM subscriptions WHERE member_id IN ({_marks(len(ids))})", tuple(ids)
                 )
             }
-            fresh = [n for n in nudges if (row := current.get(n.member_id)) and row[0] and row[1] == iso(n.due) and now - n.due <= grace]
+            # Rows are taken in member order, whatever order the page came in: two schedulers
+            # claiming overlapping pages in different orders would otherwise each hold a row
+            # the other waits for (PostgreSQL reports a deadlock and one page fails).
+            in_order = sorted(nudges, key=lambda n: n.member_id)
+            fresh = [n for n in in_order if (row := current.get(n.member_id)) and row[0] and row[1] == iso(n.due) and now - n.due <= grace]
             won: set[int] = set()
             if fresh:
                 values = ", ".join("(?, ?, ?, 'claimed', ?, ?)" for _ in fresh)
@@ -410,15 +414,15 @@ class NudgeQueries:
                         tuple(params),
                     )
                 }
-            claims = []
-            for nudge in nudges:
+            claims: dict[int, Claim] = {}
+            for nudge in in_order:
                 if nudge.member_id in won:
-                    claims.append(Claim(nudge, ClaimOutcome.CLAIMED))
+                    claims[id(nudge)] = Claim(nudge, ClaimOutcome.CLAIMED)
                 elif (row := current.get(nudge.member_id)) is None or not row[0] or row[1] != iso(nudge.due):
-                    claims.append(Claim(nudge, ClaimOutcome.GONE))
+                    claims[id(nudge)] = Claim(nudge, ClaimOutcome.GONE)
                 else:
-                    claims.append(await _claim(db, nudge, now, me, grace))
-            return claims
+                    claims[id(nudge)] = await _claim(db, nudge, now, me, grace)
+            return [claims[id(nudge)] for nudge in nudges]  # in the page's order
 
         return await self._write(work)
 
