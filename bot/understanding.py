@@ -154,15 +154,16 @@ class LogisticModel:
         self._intents = sorted({intent for intent, _ in examples})
         number = {intent: k for k, intent in enumerate(self._intents)}
         # feature -> (intent numbers, their weights, where each intent number sits in both),
-        # for the intents whose examples use the feature
+        # for the intents whose examples use the feature; the positions serve training only
         users: dict[str, dict[int, None]] = defaultdict(dict)
         for intent, vector in examples:
             for feature in vector:
                 users[feature][number[intent]] = None
-        self._weights: dict[str, tuple[list[int], list[float], dict[int, int]]] = {
-            feature: (list(intents), [0.0] * len(intents), {k: at for at, k in enumerate(intents)}) for feature, intents in users.items()}
-        rows = [(number[intent], [(*self._weights[feature], value) for feature, value in vector.items()]) for intent, vector in examples]
+        training = {feature: (list(intents), [0.0] * len(intents), {k: at for at, k in enumerate(intents)}) for feature, intents in users.items()}
+        rows = [(number[intent], [(*training[feature], value) for feature, value in vector.items()]) for intent, vector in examples]
         self._train(rows, epochs, step, negligible, random.Random(seed))
+        # feature -> (intent numbers, their weights): what a message is scored with
+        self._weights: dict[str, tuple[list[int], list[float]]] = {feature: (intents, weights) for feature, (intents, weights, _) in training.items()}
 
     def _train(self, rows: list, epochs: int, step: float, negligible: float, rng: random.Random) -> None:
         size = len(self._intents)
