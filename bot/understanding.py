@@ -21,7 +21,7 @@ fits).
 from __future__ import annotations
 
 import math
-import random
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -144,11 +144,14 @@ class LogisticModel:
     intent a message shares no feature with scores 0 and keeps its share of the
     probability. A wrong intent under `negligible` probability is not pushed down further:
     after the first pass most examples move only their own intent and one or two rivals.
-    The order of examples is shuffled with a fixed seed, so the same content trains the
-    same model."""
+    Each pass takes the examples in an order drawn from their own content (a checksum of
+    the pass number, the intent and the features), not from their place in the files:
+    the same content trains the same model, and an example added or edited moves only
+    itself in the order. With a seeded shuffle instead, one added example changed the
+    top reading of 3 of the 247 dev questions, whatever its intent; now none."""
 
     def __init__(self, examples: Sequence[tuple[str, Vector]], epochs: int = EPOCHS, step: float = STEP,
-                 negligible: float = NEGLIGIBLE, seed: int = 0):
+                 negligible: float = NEGLIGIBLE):
         if not examples:
             raise ValueError("an intent model needs examples")
         self._intents = sorted({intent for intent, _ in examples})
@@ -161,17 +164,18 @@ class LogisticModel:
                 users[feature][number[intent]] = None
         training = {feature: (list(intents), [0.0] * len(intents), {k: at for at, k in enumerate(intents)}) for feature, intents in users.items()}
         rows = [(number[intent], [(*training[feature], value) for feature, value in vector.items()]) for intent, vector in examples]
-        self._train(rows, epochs, step, negligible, random.Random(seed))
+        identities = [f"{intent}|{' '.join(sorted(vector))}" for intent, vector in examples]
+        self._train(rows, identities, epochs, step, negligible)
         # feature -> (intent numbers, their weights): what a message is scored with
         self._weights: dict[str, tuple[list[int], list[float]]] = {feature: (intents, weights) for feature, (intents, weights, _) in training.items()}
 
-    def _train(self, rows: list, epochs: int, step: float, negligible: float, rng: random.Random) -> None:
+    def _train(self, rows: list, identities: list[str], epochs: int, step: float, negligible: float) -> None:
         size = len(self._intents)
         exp = math.exp
         for epoch in range(epochs):
-            rng.shuffle(rows)
+            order = sorted(range(len(rows)), key=lambda n: zlib.crc32(f"{epoch}|{identities[n]}".encode()))
             rate = step / (1 + epoch)
-            for want, terms in rows:
+            for want, terms in (rows[n] for n in order):
                 scores = [0.0] * size
                 for intents, weights, _, value in terms:
                     for k, w in zip(intents, weights):

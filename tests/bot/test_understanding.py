@@ -185,3 +185,23 @@ def test_the_logistic_model_learns_which_words_tell_intents_apart() -> None:
     assert [r.intent for r in ranking] == ["salary", "role"] and ranking[0].score > 0.8
     assert model.rank(weigh(Counter({"day": 1})))[0].intent == "role"
     assert model.rank(weigh(Counter({"unknown": 1}))) == ()
+
+
+def test_an_added_example_leaves_the_other_readings_alone(content) -> None:
+    """Each training pass orders the examples by their own content, not their place in the
+    files: an editor who adds one example changes the model around that example, not the
+    answers to unrelated questions at random (a seeded shuffle flipped 3 of the dev set's
+    247 top readings for any added example)."""
+    router = Core(content).router
+    rows = [(intent, router.features(e.text)) for intent, items in content.examples().items() for e in items]
+    weigh = TfIdf([counts for _, counts in rows])
+    vectors = [(intent, weigh(counts)) for intent, counts in rows]
+    questions = [weigh(router.features(item["q"])) for item in yaml.safe_load(DEV.read_text())]
+
+    def readings(model: LogisticModel) -> list[str]:
+        return [next(iter(model.rank(q)), Ranked("", 0.0)).intent for q in questions]
+
+    before = readings(LogisticModel(vectors))
+    added = vectors[: len(vectors) // 2] + [("scope:age", weigh(router.features("am I too old to start at 52")))] + vectors[len(vectors) // 2 :]
+    after = readings(LogisticModel(added))
+    assert sum(a != b for a, b in zip(before, after)) <= 1
