@@ -268,6 +268,15 @@ async def courses(req: "Request") -> Reply:
             items=items,
             sources=c.titles(*(f.source for f in facts), *(c.courses[i].source for i in b.courses)),
         )
+    named = req.route.ids("course")
+    if named:  # "which courses cover deployment": the courses those words name
+        asked = ", ".join(dict.fromkeys(f"\u201c{e.text}\u201d" for e in req.route.entities if e.kind == "course"))
+        return Reply(
+            title=f"Courses for {asked}",
+            items=tuple(f"{_course_line(i, c)}: {c.courses[i].covers}" for i in named),
+            footer="More on one: `course <name>`. All of them: `courses`.",
+            sources=c.titles(*(c.courses[i].source for i in named)),
+        )
     ranked = sorted(c.courses.values(), key=lambda x: -x.rating)
     backgrounds = ", ".join(f"`courses for {b.id}`" for b in c.backgrounds.values())
     return Reply(

@@ -80,6 +80,15 @@ async def test_course_detail(ask) -> None:
     assert "9.7" in text and "Coursera" in text and "Production skills" in text
 
 
+
+async def test_a_course_asked_for_by_its_topic_is_the_one_shown(ask) -> None:
+    """"which course covers deployment" reads as the one course or as the course list,
+    since the two differ only by a plural; either way the answer is that course, alone."""
+    for question in ("which course covers deployment", "what courses cover deployment"):
+        text = await ask(question)
+        assert "Production Machine Learning Systems" in text, question
+        assert "Structuring Machine Learning Projects" not in text, question
+
 async def test_unknown_course_suggests_closest(ask) -> None:
     text = await ask("course regresion analysis")
     assert "Machine Learning: Regression" in text

@@ -194,7 +194,6 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("what does L2 regularization do", "explain", {}),
     ("bias variance tradeoff", "explain", {}),
     ("how does backpropagation work", "explain", {}),
-    ("which course covers deployment", "course", {"name": "production-ml-systems"}),
     ("what's the 5 step path", "path", {"sequence": "five-step-break-in"}),
     ("whats a good first project for my portfolio", "interview", {"section": "portfolio"}),
     ("what certifications does AWS offer for ML", "certifications", {}),
